@@ -1,0 +1,39 @@
+"""brainmass: differentiable whole-brain modelling in JAX.
+
+import jax, brainunit as u, brainmass as bm
+conn = bm.Connectome.synthetic(n_regions=68, seed=0)
+net = bm.Network(bm.models.Hopf(), conn, coupling=bm.coupling.Linear(G=0.5),
+speed=5.0 * u.meter / u.second, noise=bm.noise.Additive(sigma=0.02))
+sim = bm.Simulator(net, dt=0.1 * u.ms, duration=10 * u.second)
+res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions)
+"""
+
+from . import coupling as coupling
+from . import models as models
+from . import monitors as monitors
+from . import noise as noise
+from . import solvers as solvers
+from . import units as units
+from .connectome import Connectome as Connectome
+from .errors import SimulationError as SimulationError
+from .network import Network as Network
+from .simulator import ParameterInfo as ParameterInfo
+from .simulator import Result as Result
+from .simulator import Simulator as Simulator
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Connectome",
+    "Network",
+    "ParameterInfo",
+    "Result",
+    "SimulationError",
+    "Simulator",
+    "coupling",
+    "models",
+    "monitors",
+    "noise",
+    "solvers",
+    "units",
+]

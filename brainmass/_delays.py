@@ -1,0 +1,223 @@
+r"""Conduction delays: the static plan (block size, ring buffer) and the delay tables.
+
+The simulation loop keeps a ring buffer of the coupling features $f(e_j)$ of
+the last `length` steps. Instead of one gather per step, it reads the delayed
+features for a whole block of `block` steps at once: for every step $k$ of a
+block starting at step $t_0$ (state $x_{t_0}$ already in the buffer) it needs
+the rows $t_0 + k - d_{ij}$, $k = 0..K$ (row $K$ feeds the end-of-step stage of
+the last step). These are all in the buffer when $K \le \min d_{ij}$, the
+smallest delay in steps over the edges that carry weight. One gather of shape
+`(K + 1, n, n)` per block then replaces $K$ gathers, and the rest of the block
+runs as a delay-free scan.
+
+Edges whose delay rounds to zero steps act instantaneously: they are summed
+from the current state inside the step (`inst_weights`).
+
+With `delays="interpolated"`, the delayed feature is interpolated linearly
+between the two neighbouring steps,
+$f(t - \tau) \approx (1 - \alpha) f_{t - \lfloor d \rfloor} + \alpha f_{t - \lfloor d \rfloor - 1}$,
+$\alpha = d - \lfloor d \rfloor$, so the coupling is a differentiable
+function of the delay, the speed and the tract lengths.
+
+When delays are traced (the speed or the tract lengths are free parameters of
+`Simulator.function`), the plan is sized from the values at hand with room to
+spare (block at most half the smallest delay, buffer twice the largest), and
+delays are clipped into that range.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import NamedTuple
+
+import jax.numpy as jnp
+import numpy as np
+
+from ._custom_types import Float, Int
+
+__all__ = ["DelayPlan", "plan_delays", "DelayTables", "delay_tables"]
+
+
+class DelayPlan(NamedTuple):
+    """Static layout of the delay machinery (Python ints: part of the compiled shape).
+
+    - `block`: steps per block $K$ (delayed features read once per block).
+    - `length`: rows of the ring buffer $L$, a multiple of `block` (0: no
+      delayed edges, no buffer).
+    - `min_steps`, `max_steps`: the range delays are clipped to (traced delays).
+    - `has_inst`: whether some edges act instantaneously (delay of 0 steps).
+    - `traced`: delays may change between calls (sized with headroom).
+    - `sources`: for each target region, the source regions of its buffered
+      edges (the sparsity pattern of the weights); `None` means all regions.
+    """
+
+    block: int
+    length: int
+    min_steps: int
+    max_steps: int
+    has_inst: bool
+    traced: bool
+    sources: tuple[tuple[int, ...], ...] | None = None
+
+    def __repr__(self) -> str:
+        edges = "all" if self.sources is None else sum(len(s) for s in self.sources)
+        return (
+            f"DelayPlan(block={self.block}, length={self.length}, steps=[{self.min_steps}, "
+            f"{self.max_steps}], has_inst={self.has_inst}, traced={self.traced}, edges={edges})"
+        )
+
+
+def _edge_mask(weights: np.ndarray, traced_weights: bool) -> np.ndarray:
+    if traced_weights:
+        return np.ones(weights.shape, dtype=bool)
+    return weights != 0
+
+
+def _block_size(limit: int, period_steps: int, n_steps: int, max_block: int) -> int:
+    """Largest K <= limit that divides or is a multiple of the period and divides n_steps."""
+    limit = max(1, min(limit, max_block))
+    for k in range(limit, 0, -1):
+        if (period_steps % k == 0 or k % period_steps == 0) and n_steps % k == 0:
+            return k
+    return 1
+
+
+def plan_delays(
+    network,
+    dt: float,
+    period_steps: int,
+    n_steps: int,
+    *,
+    traced_delays: bool = False,
+    traced_weights: bool = False,
+    max_block: int = 64,
+) -> DelayPlan:
+    """Size the block and the ring buffer from concrete delays.
+
+    **Arguments:**
+
+    - `network`: the `Network` (its speed and tract lengths must be concrete).
+    - `dt`: the time step in ms.
+    - `period_steps`: steps per monitor sample.
+    - `n_steps`: total number of steps.
+    - `traced_delays`, `traced_weights`: whether the speed / tract lengths, or
+      the weights, will be traced parameters (headroom and all edges).
+    - `max_block`: the largest block size considered.
+    """
+    if not network.has_delays:
+        k = _block_size(period_steps, period_steps, n_steps, max_block)
+        return DelayPlan(k, 0, 0, 0, True, False)
+    weights = np.asarray(network.connectome.weights)
+    steps = np.asarray(network.delays_ms()) / dt
+    mask = _edge_mask(weights, traced_weights)
+    if not mask.any():
+        k = _block_size(period_steps, period_steps, n_steps, max_block)
+        return DelayPlan(k, 0, 0, 0, True, False)
+    interpolated = network.delays == "interpolated"
+    if interpolated:
+        base = np.floor(steps[mask]).astype(int)
+        newest = np.maximum(base, 1)
+        oldest = int(base.max()) + 1
+        zero = base == 0
+    else:
+        base = np.rint(steps[mask]).astype(int)
+        newest = base[base >= 1] if (base >= 1).any() else np.array([1])
+        oldest = int(base.max())
+        zero = base == 0
+        rounded_away = zero & (steps[mask] > 0)
+        if rounded_away.any():
+            warnings.warn(
+                f"{int(rounded_away.sum())} weighted connection(s) have a conduction delay below "
+                f"half a time step (dt = {dt} ms) and act instantaneously; use a smaller dt or "
+                "delays='interpolated' to resolve them.",
+                stacklevel=3,
+            )
+    sources = None
+    if not traced_weights:
+        sources = tuple(tuple(int(j) for j in np.flatnonzero(row)) for row in mask)
+    if traced_delays:
+        lo = max(1, int(newest.min()) // 2)
+        block = _block_size(lo, period_steps, n_steps, max_block)
+        hi = 2 * max(oldest, 1) + 1
+        length = _round_up(hi + block + 2, block)
+        return DelayPlan(block, length, block, hi, False, True, sources)
+    if oldest < 1:
+        # every weighted edge rounds to zero: a delay-free network in effect
+        k = _block_size(period_steps, period_steps, n_steps, max_block)
+        return DelayPlan(k, 0, 0, 0, True, False)
+    block = _block_size(int(newest.min()), period_steps, n_steps, max_block)
+    length = _round_up(oldest + block + 2, block)
+    return DelayPlan(block, length, 1, oldest, bool(zero.any()), False, sources)
+
+
+def _round_up(value: int, multiple: int) -> int:
+    return -(-value // multiple) * multiple
+
+
+class DelayTables(NamedTuple):
+    """Per-edge weights and delays derived from the network (JAX arrays).
+
+    Buffered edges are stored per target region in `slots`: `sources[i, m]`
+    is the m-th source of target i (padded with weight 0 to the largest
+    in-degree).
+
+    - `inst_weights`: `(n, n)` weights of instantaneous edges, or None.
+    - `sources`: `(n, M)` int, the source region of each slot (numpy, static).
+    - `lo_weights`, `lo_steps`: `(n, M)` weights and whole-step delays of the main read.
+    - `hi_weights`: `(n, M)` weights of the read one step older (interpolated
+      delays), or None.
+    """
+
+    inst_weights: Float | None
+    sources: np.ndarray | None
+    lo_weights: Float | None
+    lo_steps: Int | None
+    hi_weights: Float | None
+
+
+def _slots(plan: DelayPlan, n: int) -> tuple[np.ndarray, np.ndarray]:
+    if plan.sources is None:
+        return np.broadcast_to(np.arange(n), (n, n)).copy(), np.ones((n, n), bool)
+    width = max(1, max(len(s) for s in plan.sources))
+    sources = np.zeros((n, width), dtype=np.int32)
+    valid = np.zeros((n, width), dtype=bool)
+    for i, row in enumerate(plan.sources):
+        sources[i, : len(row)] = row
+        valid[i, : len(row)] = True
+    return sources, valid
+
+
+def delay_tables(network, dt: float, plan: DelayPlan) -> DelayTables:
+    """Split the weights by delay into instantaneous and buffered parts (traceable)."""
+    weights = network.connectome.weights
+    if plan.length == 0:
+        return DelayTables(weights, None, None, None, None)
+    n = weights.shape[0]
+    steps = network.delays_ms() / dt
+    if plan.traced:
+        steps = jnp.clip(steps, plan.min_steps, plan.max_steps - 1)
+    sources, valid = _slots(plan, n)
+    rows = np.arange(n)[:, None]
+    w_slot = jnp.where(valid, weights[rows, sources], 0.0)
+    s_slot = steps[rows, sources]
+    inst = None
+    if network.delays == "interpolated":
+        base = jnp.floor(steps)
+        alpha = steps - base
+        if plan.has_inst:
+            inst = jnp.where(base >= 1, 0.0, weights * (1.0 - alpha))
+        base_slot = jnp.floor(s_slot)
+        alpha_slot = s_slot - base_slot
+        base_i = base_slot.astype(jnp.int32)
+        lo_w = jnp.where(base_i >= 1, w_slot * (1.0 - alpha_slot), 0.0)
+        return DelayTables(inst, sources, lo_w, jnp.maximum(base_i, 1), w_slot * alpha_slot)
+    if plan.has_inst:
+        inst = jnp.where(jnp.round(steps) >= 1, 0.0, weights)
+    rounded = jnp.round(s_slot).astype(jnp.int32)
+    lo_w = jnp.where(rounded >= 1, w_slot, 0.0)
+    return DelayTables(inst, sources, lo_w, jnp.clip(rounded, plan.block, plan.length - 2), None)
+
+
+def history_steps(plan: DelayPlan) -> int:
+    """How many past steps (before t = 0) the buffer holds."""
+    return max(plan.length - 1, 0)
