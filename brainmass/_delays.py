@@ -209,8 +209,11 @@ def delay_tables(network, dt: float, plan: DelayPlan) -> DelayTables:
         base_slot = jnp.floor(s_slot)
         alpha_slot = s_slot - base_slot
         base_i = base_slot.astype(jnp.int32)
-        lo_w = jnp.where(base_i >= 1, w_slot * (1.0 - alpha_slot), 0.0)
-        return DelayTables(inst, sources, lo_w, jnp.maximum(base_i, 1), w_slot * alpha_slot)
+        # an edge below one step: (1 - alpha) is instantaneous, alpha is read one step back
+        buffered = base_i >= 1
+        lo_w = jnp.where(buffered, w_slot * (1.0 - alpha_slot), w_slot * alpha_slot)
+        hi_w = jnp.where(buffered, w_slot * alpha_slot, 0.0)
+        return DelayTables(inst, sources, lo_w, jnp.maximum(base_i, 1), hi_w)
     if plan.has_inst:
         inst = jnp.where(jnp.round(steps) >= 1, 0.0, weights)
     rounded = jnp.round(s_slot).astype(jnp.int32)

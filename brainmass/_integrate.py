@@ -18,6 +18,7 @@ from collections import Counter
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._delays import DelayPlan, delay_tables, history_steps
 
@@ -137,6 +138,8 @@ def simulate_fixed_step(sim, key, plan: DelayPlan):
     def diffusion(x):
         return net.noise.diffusion(x, sigma)
 
+    periodic = [model.state_variables.index(v) for v in model.periodic_variables]
+    periodic = np.asarray(periodic) if periodic else None
     sqrt_dt = jnp.sqrt(jnp.asarray(dt, dtype))
 
     def one_step(carry, inputs):
@@ -149,6 +152,8 @@ def simulate_fixed_step(sim, key, plan: DelayPlan):
             eta1 = eta
             dW = None if xi is None else sqrt_dt * xi
             x1 = solver.step(drift, diffusion, x, dt, (s0, None), (s1, None), dW)
+        if periodic is not None:
+            x1 = x1.at[periodic].set(jnp.mod(x1[periodic], 2 * jnp.pi))
         obs = model.quantity(x1, variable)
         feats = net.features(x1) if delayed else None
         return (x1, eta1), (obs, feats)
@@ -203,14 +208,18 @@ def simulate_fixed_step(sim, key, plan: DelayPlan):
         return (x, eta, buf), obs
 
     def noise_for_group(g):
+        """Standard normal draws for the group's steps, keyed per monitor sample."""
         if not stochastic:
             return None
-        first = g * g_s
+        if g_s == 1:
+            xi = jax.random.normal(jax.random.fold_in(noise_key, g), (group, nv, n), dtype)
+        else:
 
-        def draw(s):
-            return jax.random.normal(jax.random.fold_in(noise_key, first + s), (P, nv, n), dtype)
+            def draw(s):
+                sample_key = jax.random.fold_in(noise_key, g * g_s + s)
+                return jax.random.normal(sample_key, (P, nv, n), dtype)
 
-        xi = jax.vmap(draw)(jnp.arange(g_s)).reshape(group, nv, n)
+            xi = jax.vmap(draw)(jnp.arange(g_s)).reshape(group, nv, n)
         return xi.reshape(g_b, K, nv, n)
 
     def group_body(carry, g):

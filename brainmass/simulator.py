@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import difflib
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -409,8 +410,9 @@ class Simulator(eqx.Module):
         sim = self._substitute(values)
         touched = {"network.speed", "connectome.tract_lengths", "connectome.weights"} & set(values)
         if touched:
-            plan = sim._make_plan(tuple(touched))
-            sim = eqx.tree_at(lambda s: s.plan, sim, plan)
+            plan = sim._make_plan(())
+            sim = copy.copy(sim)
+            object.__setattr__(sim, "plan", plan)  # a static field: not reachable by tree_at
         return sim
 
     def _make_plan(self, traced_paths: Sequence[str]) -> DelayPlan:
@@ -487,8 +489,11 @@ class Simulator(eqx.Module):
                 )
             if key is None and stochastic:
                 raise ValueError("key: this network is stochastic; pass a jax.random key.")
+            specs = base._specs()
+            dtype = jnp.result_type(float)
+            # strongly typed values of one dtype: floats and arrays share one compilation
             values = {
-                p: jnp.asarray(to_canonical(theta[p], base._specs()[p].unit, p)) for p in paths
+                p: jnp.zeros((), dtype) + to_canonical(theta[p], specs[p].unit, p) for p in paths
             }
             result = _run_core(base, values, key, plan)
             return result.signal if output == "signal" else result

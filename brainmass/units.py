@@ -45,6 +45,8 @@ def format_unit(unit: u.Unit | None) -> str:
     """A short printable name of a unit; `""` for dimensionless."""
     if unit is None or u.get_dim(unit).is_dimensionless:
         return ""
+    if unit == PER_MS:
+        return "1/ms"  # brainunit prints kHz; rates and angular frequencies read better per ms
     return str(unit)
 
 

@@ -1,14 +1,28 @@
 """Neural mass models, one per file; `list_models()` lists them."""
 
 from ._base import AbstractNeuralMass as AbstractNeuralMass
+from .coombes_byrne import CoombesByrne as CoombesByrne
+from .fitzhugh_nagumo import FitzHughNagumo as FitzHughNagumo
 from .hopf import Hopf as Hopf
+from .jansen_rit import JansenRit as JansenRit
+from .kuramoto import Kuramoto as Kuramoto
 from .linear import Linear as Linear
+from .montbrio_pazo_roxin import MontbrioPazoRoxin as MontbrioPazoRoxin
+from .reduced_wong_wang import ReducedWongWang as ReducedWongWang
+from .wilson_cowan import WilsonCowan as WilsonCowan
 
 _MODELS: dict[str, type[AbstractNeuralMass]] = {
     cls.__name__: cls
     for cls in (
+        CoombesByrne,
+        FitzHughNagumo,
         Hopf,
+        JansenRit,
+        Kuramoto,
         Linear,
+        MontbrioPazoRoxin,
+        ReducedWongWang,
+        WilsonCowan,
     )
 }
 
@@ -23,9 +37,8 @@ def get_model(name: str) -> type[AbstractNeuralMass]:
     try:
         return _MODELS[name]
     except KeyError:
-        raise ValueError(
-            f"model: unknown model {name!r}; expected one of {list_models()}."
-        ) from None
+        known = ", ".join(list_models())
+        raise ValueError(f"model: unknown model {name!r}; expected one of {known}.") from None
 
 
 __all__ = ["AbstractNeuralMass", "get_model", "list_models", *sorted(_MODELS)]

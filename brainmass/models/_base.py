@@ -15,7 +15,7 @@ __all__ = ["AbstractNeuralMass"]
 
 
 class AbstractNeuralMass(ParameterModule):
-    """A neural mass model: the local dynamics of one region, vectorised over regions.
+    r"""A neural mass model: the local dynamics of one region, vectorised over regions.
 
     A model declares, as class variables:
 
@@ -29,7 +29,11 @@ class AbstractNeuralMass(ParameterModule):
       example Jansen-Rit's pyramidal potential $y_1 - y_2$), see `derived`;
     - `initial_state`: a default initial value per state variable;
     - `time_unit`: the canonical time unit of its equations and parameters
-      (milliseconds unless a model says otherwise).
+      (milliseconds unless a model says otherwise);
+    - `periodic_variables`: phase variables that fixed-step solvers wrap into
+      $[0, 2\pi)$ after every step, so that long runs keep their precision in
+      float32 (the dynamics must depend on them only through $2\pi$-periodic
+      functions).
 
     and implements `dfun(state, coupling)`, the vector field. Parameters are
     declared with `brainmass._params.param` and broadcast per region: each is a
@@ -41,6 +45,7 @@ class AbstractNeuralMass(ParameterModule):
     observable: ClassVar[str]
     initial_state: ClassVar[dict[str, float]]
     derived_variables: ClassVar[tuple[str, ...]] = ()
+    periodic_variables: ClassVar[tuple[str, ...]] = ()
     time_unit: ClassVar[u.Unit] = u.ms
 
     @abc.abstractmethod
