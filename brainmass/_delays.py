@@ -35,7 +35,7 @@ import numpy as np
 
 from ._custom_types import Float, Int
 
-__all__ = ["DelayPlan", "plan_delays", "DelayTables", "delay_tables"]
+__all__ = ["DelayPlan", "plan_delays", "DelayIndex", "DelayWeights", "delay_index", "delay_weights"]
 
 
 class DelayPlan(NamedTuple):
@@ -154,25 +154,38 @@ def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-class DelayTables(NamedTuple):
-    """Per-edge weights and delays derived from the network (JAX arrays).
+class DelayIndex(NamedTuple):
+    """Where and how each edge reads the buffer, from the delays alone (JAX arrays).
 
-    Buffered edges are stored per target region in `slots`: `sources[i, m]`
-    is the m-th source of target i (padded with weight 0 to the largest
-    in-degree).
+    Buffered edges are stored per target region in slots: `sources[i, m]` is
+    the m-th source of target i (padded to the largest in-degree). Weights
+    enter through multiplicative factors, so one index serves every set of
+    weights (for example a batch of simulations that share their delays).
 
-    - `inst_weights`: `(n, n)` weights of instantaneous edges, or None.
-    - `sources`: `(n, M)` int, the source region of each slot (numpy, static).
-    - `lo_weights`, `lo_steps`: `(n, M)` weights and whole-step delays of the main read.
-    - `hi_weights`: `(n, M)` weights of the read one step older (interpolated
+    - `sources`: `(n, M)` int numpy array (static), the source of each slot.
+    - `valid`: `(n, M)` bool numpy array, False for padding.
+    - `steps`: `(n, M)` int, the delay in steps of the main read.
+    - `lo_factor`: `(n, M)` factor of the weight at the main read.
+    - `hi_factor`: `(n, M)` factor at the read one step older (interpolated
       delays), or None.
+    - `inst_factor`: `(n, n)` factor of the weight acting instantaneously, or
+      None when no edge does.
     """
 
-    inst_weights: Float | None
-    sources: np.ndarray | None
-    lo_weights: Float | None
-    lo_steps: Int | None
-    hi_weights: Float | None
+    sources: np.ndarray
+    valid: np.ndarray
+    steps: Int
+    lo_factor: Float
+    hi_factor: Float | None
+    inst_factor: Float | None
+
+
+class DelayWeights(NamedTuple):
+    """The weights split by how they are read: `(n, M)` slots and `(n, n)` instantaneous."""
+
+    lo: Float
+    hi: Float | None
+    inst: Float | None
 
 
 def _slots(plan: DelayPlan, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -187,38 +200,41 @@ def _slots(plan: DelayPlan, n: int) -> tuple[np.ndarray, np.ndarray]:
     return sources, valid
 
 
-def delay_tables(network, dt: float, plan: DelayPlan) -> DelayTables:
-    """Split the weights by delay into instantaneous and buffered parts (traceable)."""
-    weights = network.connectome.weights
-    if plan.length == 0:
-        return DelayTables(weights, None, None, None, None)
-    n = weights.shape[0]
+def delay_index(network, dt: float, plan: DelayPlan) -> DelayIndex:
+    """The buffer reads of every edge (traceable in the speed and tract lengths)."""
+    n = network.n_regions
     steps = network.delays_ms() / dt
     if plan.traced:
         steps = jnp.clip(steps, plan.min_steps, plan.max_steps - 1)
     sources, valid = _slots(plan, n)
-    rows = np.arange(n)[:, None]
-    w_slot = jnp.where(valid, weights[rows, sources], 0.0)
-    s_slot = steps[rows, sources]
-    inst = None
+    s_slot = steps[np.arange(n)[:, None], sources]
+    one = jnp.ones_like(s_slot)
     if network.delays == "interpolated":
         base = jnp.floor(steps)
-        alpha = steps - base
-        if plan.has_inst:
-            inst = jnp.where(base >= 1, 0.0, weights * (1.0 - alpha))
+        inst = jnp.where(base >= 1, 0.0, 1.0 - (steps - base)) if plan.has_inst else None
         base_slot = jnp.floor(s_slot)
-        alpha_slot = s_slot - base_slot
+        alpha = s_slot - base_slot
         base_i = base_slot.astype(jnp.int32)
-        # an edge below one step: (1 - alpha) is instantaneous, alpha is read one step back
+        # an edge below one step: (1 - alpha) acts now, alpha is read one step back
         buffered = base_i >= 1
-        lo_w = jnp.where(buffered, w_slot * (1.0 - alpha_slot), w_slot * alpha_slot)
-        hi_w = jnp.where(buffered, w_slot * alpha_slot, 0.0)
-        return DelayTables(inst, sources, lo_w, jnp.maximum(base_i, 1), hi_w)
-    if plan.has_inst:
-        inst = jnp.where(jnp.round(steps) >= 1, 0.0, weights)
+        lo = jnp.where(buffered, one - alpha, alpha)
+        hi = jnp.where(buffered, alpha, 0.0)
+        return DelayIndex(sources, valid, jnp.maximum(base_i, 1), lo, hi, inst)
+    inst = jnp.where(jnp.round(steps) >= 1, 0.0, 1.0) if plan.has_inst else None
     rounded = jnp.round(s_slot).astype(jnp.int32)
-    lo_w = jnp.where(rounded >= 1, w_slot, 0.0)
-    return DelayTables(inst, sources, lo_w, jnp.clip(rounded, plan.block, plan.length - 2), None)
+    lo = jnp.where(rounded >= 1, one, 0.0)
+    return DelayIndex(
+        sources, valid, jnp.clip(rounded, plan.block, plan.length - 2), lo, None, inst
+    )
+
+
+def delay_weights(weights: Float, index: DelayIndex) -> DelayWeights:
+    """Weights per slot and instantaneous weights for one weight matrix `(n, n)`."""
+    n = weights.shape[0]
+    w_slot = jnp.where(index.valid, weights[np.arange(n)[:, None], index.sources], 0.0)
+    hi = None if index.hi_factor is None else w_slot * index.hi_factor
+    inst = None if index.inst_factor is None else weights * index.inst_factor
+    return DelayWeights(w_slot * index.lo_factor, hi, inst)
 
 
 def history_steps(plan: DelayPlan) -> int:

@@ -5,8 +5,9 @@ Loop structure (all sizes static):
 - a *step* advances the state by `dt` with the solver;
 - a *block* is `K = plan.block` steps that share one read of the delay buffer;
 - a *group* is `max(K, P)` steps (`P`: steps per monitor sample), which holds
-  whole blocks and whole samples; noise is drawn per sample from
-  `fold_in(key, sample_index)`, so it does not depend on `K`;
+  whole blocks and whole samples; noise is drawn per group from
+  `fold_in(key, group_index)` (the same key gives the same noise for the same
+  simulator; a change of `dt`, monitor period or delays changes the draws);
 - groups are scanned in two nested, checkpointed levels, so that reverse-mode
   gradients store about $2\\sqrt{n_{groups}}$ carries instead of one per step.
 """
@@ -15,14 +16,19 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from typing import Any, NamedTuple
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._delays import DelayPlan, delay_tables, history_steps
+from ._delays import DelayPlan, delay_index, delay_weights, history_steps
 
-__all__ = ["simulate_fixed_step", "TRACES", "checkpointed_scan", "split_chunks"]
+__all__ = ["Lanes", "simulate_fixed_step", "TRACES", "checkpointed_scan", "split_chunks"]
+
+# Up to this many groups, gradients store every group's carry (one checkpoint level).
+SINGLE_LEVEL = 256
 
 # Python-side counters incremented when a simulation is traced (for tests).
 TRACES: Counter = Counter()
@@ -52,6 +58,9 @@ def checkpointed_scan(body, carry, n: int, *, checkpoint: bool = True):
     """
     if not checkpoint:
         return jax.lax.scan(body, carry, jnp.arange(n))
+    if n <= SINGLE_LEVEL:
+        # short runs: one checkpointed level (n carries) compiles faster
+        return jax.lax.scan(jax.checkpoint(body, prevent_cse=False), carry, jnp.arange(n))
     outer, inner = split_chunks(n)
     padded = outer * inner != n
     step = jax.checkpoint(body, prevent_cse=False)
@@ -90,20 +99,46 @@ def _history_states(sim, plan: DelayPlan, x0):
     return past[:n_hist][::-1]
 
 
-def simulate_fixed_step(sim, key, plan: DelayPlan):
+class Lanes(NamedTuple):
+    """A batch of simulations run side by side ("lanes").
+
+    - `size`: the number of lanes B.
+    - `sim_axes`: a pytree like the simulator's array leaves: 0 where a leaf
+      has a leading lane axis, None where all lanes share it.
+    - `key_axis`: 0 when each lane has its own key, None when they share one.
+
+    All lanes must share their delays (speed and tract lengths): they then
+    share the buffer reads, and the ring buffer keeps the lanes on its last
+    axis, so that one gather of contiguous windows serves the whole batch.
+    `shared_delays`, when given, holds the shared `(tract_lengths, speed)`
+    used for the buffer reads while the simulator's own (possibly per-lane
+    copies of the same) values carry the gradients.
+    """
+
+    size: int
+    sim_axes: Any
+    key_axis: int | None
+    shared_delays: Any = None
+
+
+def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
     """Run `sim` with its fixed-step solver. Returns `(samples, final_state)`.
 
     `samples` has shape `(n_samples, n_regions)` (the monitor's reduced
-    variable), `final_state` `(n_vars, n_regions)`.
+    variable), `final_state` `(n_vars, n_regions)`; with `lanes`, both get a
+    leading lane axis of size `lanes.size`.
     """
     TRACES["simulate"] += 1
-    net = sim.network
+    dsim, ssim = eqx.partition(sim, eqx.is_array)
+    B = 1 if lanes is None else lanes.size
+    sim_axes = None if lanes is None else lanes.sim_axes
+    key_axis = None if lanes is None else lanes.key_axis
+    net = sim.network  # static structure; array values are per lane below
     model = net.model
-    solver = sim.solver
     monitor = sim.monitor
     variable = monitor.variable or model.observable
     n, nv = net.n_regions, net.n_vars
-    dt_ms = sim.dt
+    F = net.n_features
     dt = sim.dt_model
     P = sim.period_steps
     K = plan.block
@@ -112,91 +147,141 @@ def simulate_fixed_step(sim, key, plan: DelayPlan):
     n_groups = sim.n_steps // group
     delayed = plan.length > 0
     L = plan.length
-
-    x0 = jnp.asarray(sim.init)
-    dtype = x0.dtype
-    tables = delay_tables(net, dt_ms, plan)
-    inst_w = tables.inst_weights
-    has_inst = plan.has_inst
-    strength = net.strength()
     stochastic = net.noise is not None
     colored = stochastic and net.noise.colored
-    sigma = net.sigma().astype(dtype) if stochastic else None
     if key is None and stochastic:
         raise ValueError("key: this network is stochastic; pass a jax.random key to run it.")
-
-    def drift(x, inputs):
-        summed, eta = inputs
-        efferent = model.efferent(x)
-        if has_inst:
-            inst = net.coupling.features(efferent) @ inst_w.T
-            summed = inst if summed is None else summed + inst
-        coupling = net.coupling.combine(efferent, summed, strength)
-        dx = model.dfun(x, coupling)
-        return dx if eta is None else dx + eta
-
-    def diffusion(x):
-        return net.noise.diffusion(x, sigma)
-
+    dtype = jnp.result_type(float)
     periodic = [model.state_variables.index(v) for v in model.periodic_variables]
     periodic = np.asarray(periodic) if periodic else None
     sqrt_dt = jnp.sqrt(jnp.asarray(dt, dtype))
+    index = None
+    if delayed:  # the buffer reads are shared by all lanes
+        index_net = net
+        if lanes is not None and lanes.shared_delays is not None:
+            index_net = eqx.tree_at(
+                lambda nt: (nt.connectome.tract_lengths, nt.speed), net, lanes.shared_delays
+            )
+        index = delay_index(index_net, sim.dt, plan)
+
+    def per_lane(fn, *axes):
+        """`fn(sim, *args)` vectorised over lanes (the simulator's leaves per `sim_axes`)."""
+
+        def lane_fn(d, *args):
+            return fn(eqx.combine(d, ssim), *args)
+
+        return jax.vmap(lane_fn, in_axes=(sim_axes, *axes))
+
+    # ---------------------------------------------------------------- per-lane constants
+    def constants(s, _):
+        w = s.network.connectome.weights
+        weights = delay_weights(w, delay_index(s.network, sim.dt, plan)) if delayed else None
+        inst = w if not delayed else weights.inst
+        sigma = s.network.sigma().astype(dtype) if stochastic else None
+        return s.init.astype(dtype), s.network.strength(), sigma, inst, weights
+
+    x0, strength, sigma, inst_w, weights = per_lane(constants, 0)(dsim, jnp.arange(B))
+
+    # ---------------------------------------------------------------- one step, one lane
+    def step(s, x, eta, s0, s1, xi, strength, sigma, inst_w):
+        lnet = s.network
+        lmodel = lnet.model
+
+        def drift(x, inputs):
+            summed, eta = inputs
+            efferent = lmodel.efferent(x)
+            if inst_w is not None:
+                inst = lnet.coupling.features(efferent) @ inst_w.T
+                summed = inst if summed is None else summed + inst
+            coupling = lnet.coupling.combine(efferent, summed, strength)
+            dx = lmodel.dfun(x, coupling)
+            return dx if eta is None else dx + eta
+
+        def diffusion(x):
+            return lnet.noise.diffusion(x, sigma)
+
+        if colored:
+            eta1 = lnet.noise.advance(eta, xi, dt, sigma)
+            x1 = s.solver.step(drift, diffusion, x, dt, (s0, eta), (s1, eta1), None)
+        else:
+            eta1 = eta
+            dW = None if xi is None else sqrt_dt * xi
+            x1 = s.solver.step(drift, diffusion, x, dt, (s0, None), (s1, None), dW)
+        if periodic is not None:
+            x1 = x1.at[periodic].set(jnp.mod(x1[periodic], 2 * jnp.pi))
+        obs = lmodel.quantity(x1, variable)
+        feats = lnet.features(x1) if delayed else None
+        return x1, eta1, obs, feats
+
+    xi_axis = None if key_axis is None else 0
+    step_lanes = per_lane(step, 0, 0, 0, 0, xi_axis, 0, 0, 0)
 
     def one_step(carry, inputs):
         x, eta = carry
         s0, s1, xi = inputs
-        if colored:
-            eta1 = net.noise.advance(eta, xi, dt, sigma)
-            x1 = solver.step(drift, diffusion, x, dt, (s0, eta), (s1, eta1), None)
-        else:
-            eta1 = eta
-            dW = None if xi is None else sqrt_dt * xi
-            x1 = solver.step(drift, diffusion, x, dt, (s0, None), (s1, None), dW)
-        if periodic is not None:
-            x1 = x1.at[periodic].set(jnp.mod(x1[periodic], 2 * jnp.pi))
-        obs = model.quantity(x1, variable)
-        feats = net.features(x1) if delayed else None
+        x1, eta1, obs, feats = step_lanes(dsim, x, eta, s0, s1, xi, strength, sigma, inst_w)
         return (x1, eta1), (obs, feats)
 
+    # ---------------------------------------------------------------- delay buffer
     if delayed:
-        interpolated = tables.hi_weights is not None
+        interpolated = index.hi_factor is not None
         window = K + 2 if interpolated else K + 1
-        src = jnp.asarray(tables.sources)
-        gather_dims = jax.lax.GatherDimensionNumbers(
+        src = jnp.asarray(index.sources)
+        gather_all = jax.lax.GatherDimensionNumbers(
             offset_dims=(2, 3), collapsed_slice_dims=(0,), start_index_map=(0, 1, 2)
         )
+        gather_one = jax.lax.GatherDimensionNumbers(
+            offset_dims=(1, 2), collapsed_slice_dims=(0,), start_index_map=(0, 1, 2)
+        )
+        PROMISE = jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS
 
     def read_delayed(buf, t0):
-        """Delayed weighted sums for steps t0..t0+K, shape (K + 1, n_features, n).
+        """Delayed weighted sums for steps t0..t0+K, shape (K + 1, B, F, n).
 
-        The buffer `(n, 2 L, F)` holds the features of step t at position
+        The buffer `(n, 2 L, F B)` holds the features of step t at position
         (t - 1) mod L and again L later, so every window is contiguous: one
-        gather of a (window, F) slice per edge.
+        gather of a `(window, F B)` slice per edge serves all lanes. One lane:
+        gather every window, then contract. Several lanes: loop over the
+        slots, so that the windows of all lanes never sit in memory at once
+        (measured on CPU: no per-simulation penalty for a batch of 32).
         """
-        start = (t0 - tables.lo_steps - (window - K)) % L
-        index = jnp.stack([src, start, jnp.zeros_like(src)], axis=-1)
-        windows = jax.lax.gather(
-            buf,
-            index,
-            gather_dims,
-            slice_sizes=(1, window, buf.shape[-1]),
-            mode=jax.lax.GatherScatterMode.PROMISE_IN_BOUNDS,
-        )  # (n, M, window, F)
-        out = jnp.einsum("imkf,im->kfi", windows[:, :, window - K - 1 :], tables.lo_weights)
-        if interpolated:
-            out = out + jnp.einsum("imkf,im->kfi", windows[:, :, : K + 1], tables.hi_weights)
-        return out
+        start = (t0 - index.steps - (window - K)) % L
+        at = jnp.stack([src, start, jnp.zeros_like(src)], axis=-1)  # (n, M, 3)
+        lo_cut = slice(window - K - 1, None)
+        if B == 1:
+            windows = jax.lax.gather(
+                buf, at, gather_all, slice_sizes=(1, window, F), mode=PROMISE
+            )  # (n, M, window, F)
+            out = jnp.einsum("imkf,im->kfi", windows[:, :, lo_cut], weights.lo[0])
+            if interpolated:
+                out = out + jnp.einsum("imkf,im->kfi", windows[:, :, : K + 1], weights.hi[0])
+            return out[:, None]
+        lo_w = weights.lo.transpose(1, 2, 0)  # (n, M, B)
+        hi_w = weights.hi.transpose(1, 2, 0) if interpolated else None
+
+        def slot(m, acc):
+            rows = jax.lax.gather(
+                buf, at[:, m], gather_one, slice_sizes=(1, window, F * B), mode=PROMISE
+            ).reshape(n, window, F, B)
+            acc = acc + rows[:, lo_cut] * lo_w[:, m][:, None, None, :]
+            if interpolated:
+                acc = acc + rows[:, : K + 1] * hi_w[:, m][:, None, None, :]
+            return acc
+
+        acc = jax.lax.fori_loop(0, src.shape[1], slot, jnp.zeros((n, K + 1, F, B), buf.dtype))
+        return acc.transpose(1, 3, 2, 0)
 
     def write_delayed(buf, t0, feats):
-        """Store the features of steps t0+1..t0+K (`(K, F, n)`) at positions t0 mod L (+L)."""
-        block_feats = feats.transpose(2, 0, 1).astype(buf.dtype)  # (n, K, F)
+        """Store features of steps t0+1..t0+K (`(K, B, F, n)`) at positions t0 mod L (+L)."""
+        block_feats = feats.transpose(3, 0, 2, 1).reshape(n, K, F * B).astype(buf.dtype)
         pos = t0 % L
         buf = jax.lax.dynamic_update_slice(buf, block_feats, (0, pos, 0))
         return jax.lax.dynamic_update_slice(buf, block_feats, (0, pos + L, 0))
 
+    # ---------------------------------------------------------------- blocks and groups
     def block(carry, inputs):
         x, eta, buf = carry
-        t0, xi = inputs  # xi: (K, nv, n) or None
+        t0, xi = inputs
         if delayed:
             summed = read_delayed(buf, t0)
             s0, s1 = summed[:-1], summed[1:]
@@ -207,45 +292,57 @@ def simulate_fixed_step(sim, key, plan: DelayPlan):
             buf = write_delayed(buf, t0, feats)
         return (x, eta, buf), obs
 
+    def draw(k, g):
+        """Standard normal draws for group g's steps (one key per group)."""
+        return jax.random.normal(jax.random.fold_in(k, g), (group, nv, n), dtype)
+
     def noise_for_group(g):
-        """Standard normal draws for the group's steps, keyed per monitor sample."""
         if not stochastic:
             return None
-        if g_s == 1:
-            xi = jax.random.normal(jax.random.fold_in(noise_key, g), (group, nv, n), dtype)
-        else:
-
-            def draw(s):
-                sample_key = jax.random.fold_in(noise_key, g * g_s + s)
-                return jax.random.normal(sample_key, (P, nv, n), dtype)
-
-            xi = jax.vmap(draw)(jnp.arange(g_s)).reshape(group, nv, n)
-        return xi.reshape(g_b, K, nv, n)
+        if key_axis is None:
+            return draw(noise_key, g).reshape(g_b, K, nv, n)
+        xi = jax.vmap(draw, in_axes=(0, None))(noise_key, g)  # (B, group, nv, n)
+        return xi.reshape(B, g_b, K, nv, n).transpose(1, 2, 0, 3, 4)
 
     def group_body(carry, g):
         xi = noise_for_group(g)
         t0 = g * group + K * jnp.arange(g_b)
-        carry, obs = jax.lax.scan(block, carry, (t0, xi))
-        obs = obs.reshape(g_s, P, n)
+        carry, obs = jax.lax.scan(block, carry, (t0, xi))  # obs: (g_b, K, B, n)
+        obs = obs.reshape(g_s, P, B, n)
         sample = obs[:, -1] if monitor.reduction == "last" else jnp.mean(obs, axis=1)
         return carry, sample
 
+    # ---------------------------------------------------------------- initial carry
     if stochastic:
-        init_key, noise_key = jax.random.split(key)
+        split = jax.random.split if key_axis is None else jax.vmap(jax.random.split)
+        keys = split(key)
+        init_key, noise_key = (keys[0], keys[1]) if key_axis is None else (keys[:, 0], keys[:, 1])
     eta0 = None
     if colored:
-        eta0 = net.noise.stationary_std(sigma) * jax.random.normal(init_key, (nv, n), dtype)
+
+        def eta_init(s, sigma, k):
+            std = s.network.noise.stationary_std(sigma)
+            return std * jax.random.normal(k, (nv, n), dtype)
+
+        eta0 = per_lane(eta_init, 0, key_axis)(dsim, sigma, init_key)
     buf0 = None
     if delayed:
-        past = _history_states(sim, plan, x0)
-        states = jnp.concatenate([past, x0[None]])  # steps -(L-1)..0
-        feats = jax.vmap(net.features)(states).transpose(2, 0, 1)  # (n, L, F)
+
+        def history(s, x0):
+            past = _history_states(s, plan, x0)
+            states = jnp.concatenate([past, x0[None]])  # steps -(L-1)..0
+            return jax.vmap(s.network.features)(states)  # (L, F, n)
+
+        feats = per_lane(history, 0)(dsim, x0)  # (B, L, F, n)
+        feats = feats.transpose(3, 1, 2, 0).reshape(n, L, F * B).astype(dtype)
         pos = (jnp.arange(-(L - 1), 1) - 1) % L
         ring = jnp.zeros_like(feats).at[:, pos].set(feats)
-        buf0 = jnp.concatenate([ring, ring], axis=1)  # (n, 2 L, F)
+        buf0 = jnp.concatenate([ring, ring], axis=1)  # (n, 2 L, F B)
 
     (x_end, _, _), samples = checkpointed_scan(
         group_body, (x0, eta0, buf0), n_groups, checkpoint=sim.checkpoint
     )
-    samples = samples.reshape(n_groups * g_s, n)
+    samples = samples.reshape(n_groups * g_s, B, n).transpose(1, 0, 2)
+    if lanes is None:
+        return samples[0], x_end[0]
     return samples, x_end

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._batching import simulate_batchable
 from ._custom_types import Float, PRNGKeyArray, Signal, State
 from ._delays import DelayPlan, plan_delays
 from ._diffrax import simulate_diffrax
@@ -129,6 +130,9 @@ def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
         sim = sim._substitute(theta)
     if isinstance(sim.solver, Diffrax):
         samples, final_state, solve_ok = simulate_diffrax(sim)
+    elif plan.length > 0 and sim.batching == "lanes":
+        samples, final_state = simulate_batchable(sim, key, plan)
+        solve_ok = True
     else:
         samples, final_state = simulate_fixed_step(sim, key, plan)
         solve_ok = True
@@ -165,6 +169,12 @@ class Simulator(eqx.Module):
       runs use memory of order the square root of the number of steps
       (default True; forward runs are unaffected).
     - `max_block`: the most steps that share one read of the delay buffer.
+    - `batching`: how `jax.vmap` batches a delayed network. `"lanes"` (default):
+      a batch runs as one simulation with the batch on the last axis of the
+      delay buffer (no batching penalty on CPU; `jax.grad` and
+      `jax.vmap(jax.grad(...))` supported, forward-mode autodiff such as
+      `jax.jvp` and `jax.hessian` not). `"vmap"`: plain JAX batching, every
+      transformation. Delay-free networks always use plain JAX batching.
 
     The simulator is an immutable pytree: `with_params` returns a new one, and
     `function(paths)` gives a pure `f(theta, key) -> signal` for jit, vmap and grad.
@@ -179,6 +189,7 @@ class Simulator(eqx.Module):
     duration: float = eqx.field(static=True)
     checkpoint: bool = eqx.field(static=True)
     max_block: int = eqx.field(static=True)
+    batching: str = eqx.field(static=True)
     plan: DelayPlan = eqx.field(static=True)
 
     def __init__(
@@ -192,6 +203,7 @@ class Simulator(eqx.Module):
         solver: AbstractSolver | Diffrax | None = None,
         checkpoint: bool = True,
         max_block: int = 64,
+        batching: str = "lanes",
     ):
         if not isinstance(network, Network):
             raise ValueError(f"network: expected a brainmass.Network, got {network!r}.")
@@ -239,6 +251,9 @@ class Simulator(eqx.Module):
         self.duration = duration
         self.checkpoint = bool(checkpoint)
         self.max_block = int(max_block)
+        if batching not in ("lanes", "vmap"):
+            raise ValueError(f"batching: expected 'lanes' or 'vmap', got {batching!r}.")
+        self.batching = batching
         # validate the sampling grid before anything depends on it
         _ = self.period_steps, self.n_samples
         self.init = _state_array(
