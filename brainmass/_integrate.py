@@ -9,7 +9,7 @@ Loop structure (all sizes static):
   `fold_in(key, group_index)` (the same key gives the same noise for the same
   simulator; a change of `dt`, monitor period or delays changes the draws);
 - groups are scanned in two nested, checkpointed levels, so that reverse-mode
-  gradients store about $2\\sqrt{n_{groups}}$ carries instead of one per step.
+  gradients store about $2\sqrt{n_{groups}}$ carries instead of one per step.
 """
 
 from __future__ import annotations

@@ -57,8 +57,8 @@ class AbstractCoupling(ParameterModule):
         **Arguments:**
 
         - `efferent`: the receiving regions' own coupled variables now, `(n_coupled, n)`.
-        - `summed`: $\\sum_j W_{ij} f(e_j(t-\\tau_{ij}))$, shape `(n_features, n)`.
-        - `strength`: row sums of the weights $\\sum_j W_{ij}$, shape `(n,)`.
+        - `summed`: $\sum_j W_{ij} f(e_j(t-\tau_{ij}))$, shape `(n_features, n)`.
+        - `strength`: row sums of the weights $\sum_j W_{ij}$, shape `(n,)`.
 
         **Returns:** the coupling input per coupled variable, `(n_coupled, n)`.
         """
@@ -96,7 +96,7 @@ class Diffusive(AbstractCoupling):
         return efferent
 
     def combine(self, efferent: Coupling, summed: Features, strength: Float) -> Coupling:
-        r"""$G (s - e_i \\sum_j W_{ij})$."""
+        r"""$G (s - e_i \sum_j W_{ij})$."""
         return self.G * (summed - strength[None, :] * efferent)
 
 
@@ -146,11 +146,14 @@ class Kuramoto(AbstractCoupling):
         return 2 * n_coupled
 
     def features(self, efferent: Coupling) -> Features:
-        r"""$(\\sin\\theta_j, \\cos\\theta_j)$ stacked along the first axis."""
+        r"""$(\sin\theta_j, \cos\theta_j)$ stacked along the first axis."""
         return jnp.concatenate([jnp.sin(efferent), jnp.cos(efferent)])
 
     def combine(self, efferent: Coupling, summed: Features, strength: Float) -> Coupling:
-        r"""$\\sin(\\theta_j - \\theta_i) = \\sin\\theta_j\\cos\\theta_i - \\cos\\theta_j\\sin\\theta_i$."""
+        r"""Combine: $\sin(\theta_j - \theta_i)$ from the summed sines and cosines.
+
+        $\sin(\theta_j - \theta_i) = \sin\theta_j\cos\theta_i - \cos\theta_j\sin\theta_i$.
+        """
         n = efferent.shape[0]
         s_sin, s_cos = summed[:n], summed[n:]
         return self.G * (jnp.cos(efferent) * s_sin - jnp.sin(efferent) * s_cos)

@@ -158,14 +158,14 @@ class Network(eqx.Module):
 
     # ---------------------------------------------------------------- numerics
     def delays_ms(self) -> Float:
-        r"""Conduction delays $\\tau_{ij} = L_{ij}/v$ in ms, shape `(n_regions, n_regions)`."""
+        r"""Conduction delays $\tau_{ij} = L_{ij}/v$ in ms, shape `(n_regions, n_regions)`."""
         lengths = self.connectome.tract_lengths
         if self.speed is None:
             return jnp.zeros_like(lengths)
         return lengths / self.speed
 
     def strength(self) -> Float:
-        r"""Row sums of the weights $\\sum_j W_{ij}$, shape `(n_regions,)`."""
+        r"""Row sums of the weights $\sum_j W_{ij}$, shape `(n_regions,)`."""
         return jnp.sum(self.connectome.weights, axis=1)
 
     def sigma(self) -> State:

@@ -87,7 +87,7 @@ class Additive(AbstractNoise):
         self.variables = var
 
     def diffusion(self, state: State, sigma: State) -> State:
-        r"""$\\sigma$."""
+        r"""$\sigma$."""
         return sigma
 
 
@@ -105,7 +105,7 @@ class Multiplicative(AbstractNoise):
         self.variables = var
 
     def diffusion(self, state: State, sigma: State) -> State:
-        r"""$\\sigma x$."""
+        r"""$\sigma x$."""
         return sigma * state
 
 
@@ -136,7 +136,7 @@ class OrnsteinUhlenbeck(AbstractNoise):
         return jnp.zeros_like(state)
 
     def stationary_std(self, sigma: State) -> State:
-        r"""Standard deviation of $\\eta$ at stationarity, $\\sigma/\\sqrt{2\\tau}$."""
+        r"""Standard deviation of $\eta$ at stationarity, $\sigma/\sqrt{2\tau}$."""
         return sigma / jnp.sqrt(2.0 * self._tau_rows())
 
     def _tau_rows(self) -> Float:
@@ -144,6 +144,6 @@ class OrnsteinUhlenbeck(AbstractNoise):
         return tau[None, :] if tau.ndim == 1 else tau
 
     def advance(self, eta: State, xi: State, dt: float, sigma: State) -> State:
-        r"""Exact update of $\\eta$ over `dt` with standard normal draws `xi`."""
+        r"""Exact update of $\eta$ over `dt` with standard normal draws `xi`."""
         decay = jnp.exp(-dt / self._tau_rows())
         return eta * decay + self.stationary_std(sigma) * jnp.sqrt(1.0 - decay**2) * xi

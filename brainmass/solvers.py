@@ -83,7 +83,7 @@ class AbstractSolver(eqx.Module):
 
 
 class Euler(AbstractSolver):
-    r"""Forward Euler, $x_{n+1} = x_n + \\Delta t\\, f(x_n)$."""
+    r"""Forward Euler, $x_{n+1} = x_n + \Delta t\, f(x_n)$."""
 
     order: ClassVar[float] = 1.0
 
@@ -120,7 +120,7 @@ class RK4(AbstractSolver):
 
 
 class EulerMaruyama(AbstractSolver):
-    r"""Euler-Maruyama, $x_{n+1} = x_n + f(x_n)\\Delta t + g(x_n)\\Delta W_n$ (Itô)."""
+    r"""Euler-Maruyama, $x_{n+1} = x_n + f(x_n)\Delta t + g(x_n)\Delta W_n$ (Itô)."""
 
     stochastic: ClassVar[bool] = True
     order: ClassVar[float] = 1.0
@@ -136,9 +136,9 @@ class EulerMaruyama(AbstractSolver):
 class StochasticHeun(AbstractSolver):
     r"""Stochastic Heun (Stratonovich), the predictor-corrector TVB uses.
 
-    $\\tilde x = x_n + f(x_n)\\Delta t + g(x_n)\\Delta W$,
-    $x_{n+1} = x_n + \\tfrac12[f(x_n) + f(\\tilde x)]\\Delta t
-    + \\tfrac12[g(x_n) + g(\\tilde x)]\\Delta W$.
+    $\tilde x = x_n + f(x_n)\Delta t + g(x_n)\Delta W$,
+    $x_{n+1} = x_n + \tfrac12[f(x_n) + f(\tilde x)]\Delta t
+    + \tfrac12[g(x_n) + g(\tilde x)]\Delta W$.
     Kloeden & Platen (1992), Numerical Solution of SDEs; Rümelin (1982).
     """
 

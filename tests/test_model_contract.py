@@ -1,4 +1,4 @@
-"""One contract, every model: shapes, declared names, units, jit == eager, finite-difference gradients.
+"""One contract for every model: shapes, names, units, jit == eager, gradients vs FD.
 
 The registry (`bm.models.list_models()`) is the list; a model added there is
 tested here without further edits.

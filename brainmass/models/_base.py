@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from .._custom_types import Coupling, Float, State
 from .._params import ParameterModule, parameter_fields
+from ..units import format_unit
 
 __all__ = ["AbstractNeuralMass"]
 
@@ -111,7 +112,7 @@ class AbstractNeuralMass(ParameterModule):
             "  parameters:",
         ]
         for f in parameter_fields(cls):
-            unit = f.metadata["unit"]
-            unit_s = "" if unit is None else f" {unit}"
+            unit_s = format_unit(f.metadata["unit"])
+            unit_s = f" {unit_s}" if unit_s else ""
             lines.append(f"    {f.name} = {f.default}{unit_s}  ({f.metadata['doc']})")
         return "\n".join(lines)

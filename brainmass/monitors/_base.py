@@ -72,7 +72,7 @@ class TemporalAverage(AbstractMonitor):
     r"""Record the mean of `variable` over each `period` (a box-car average).
 
     The sample at time $t$ is the mean of the values at the steps in
-    $(t - \\text{period}, t]$.
+    $(t - \text{period}, t]$.
 
     **Arguments:**
 
