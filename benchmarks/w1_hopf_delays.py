@@ -135,7 +135,10 @@ def bench_brainmass(duration_ms: float, repeats: int, batch: int) -> dict:
     return out
 
 
-def run_peers(duration_ms: float, repeats: int) -> dict:
+JAX_PEERS = ("vbjax", "tvboptim")
+
+
+def run_peers(duration_ms: float, repeats: int, batch: int) -> dict:
     """Run each installed peer's runner on the same connectome; {peer: result or error}."""
     results = {}
     conn = bm.Connectome.synthetic(80, seed=0)
@@ -154,6 +157,8 @@ def run_peers(duration_ms: float, repeats: int) -> dict:
                 continue
             cmd = [str(python), str(runner), "--connectome", str(path)]
             cmd += ["--duration-ms", str(duration_ms), "--repeats", str(repeats)]
+            if batch and peer in JAX_PEERS:
+                cmd += ["--batch", str(batch), "--batch-repeats", "1"]
             env_vars = dict(os.environ, PYTHONPATH="")
             try:
                 proc = subprocess.run(
@@ -174,34 +179,55 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--no-peers", action="store_true")
+    parser.add_argument(
+        "--no-peer-batch", action="store_true", help="skip the peers' batch runs (minutes each)"
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
 
     print(f"W1: 80-region delayed Hopf, {args.duration_ms / 1000:g} s, dt 0.1 ms, stochastic Heun")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-          f"jax {jax.__version__} on {jax.devices()[0].platform}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"jax {jax.__version__} on {jax.devices()[0].platform}"
+    )
     ours = bench_brainmass(args.duration_ms, args.repeats, args.batch)
     print(f"brainmass {bm.__version__}  {ours['plan']}")
     print(f"  compile            {ours['compile_s']:8.2f} s")
-    print(f"  steady (median {args.repeats}) {ours['steady_s']:8.3f} s"
-          f"   ({ours['steady_s'] / (args.duration_ms * 10) * 1e6:.2f} us/step)")
+    print(
+        f"  steady (median {args.repeats}) {ours['steady_s']:8.3f} s"
+        f"   ({ours['steady_s'] / (args.duration_ms * 10) * 1e6:.2f} us/step)"
+    )
     print(f"  forward memory     {ours['forward_memory_mb']:8.1f} MB")
-    print(f"  batch of {ours['batch']}: {ours['batch_per_sim_s']:8.3f} s per simulation "
-          f"({ours['batch_per_sim_s'] / ours['steady_s']:.2f}x unbatched), "
-          f"peak memory {ours['batch_memory_mb']:.0f} MB")
-    print(f"  gradient of FC loss wrt G: {ours['grad_s']:8.3f} s "
-          f"({ours['grad_over_forward']:.2f}x forward), peak memory {ours['grad_memory_mb']:.0f} MB")
-    peers = {} if args.no_peers else run_peers(args.duration_ms, args.repeats)
+    print(
+        f"  batch of {ours['batch']}: {ours['batch_per_sim_s']:8.3f} s per simulation "
+        f"({ours['batch_per_sim_s'] / ours['steady_s']:.2f}x unbatched), "
+        f"peak memory {ours['batch_memory_mb']:.0f} MB"
+    )
+    print(
+        f"  gradient of FC loss wrt G: {ours['grad_s']:8.3f} s "
+        f"({ours['grad_over_forward']:.2f}x forward), peak memory {ours['grad_memory_mb']:.0f} MB"
+    )
+    parser_batch = 0 if args.no_peer_batch else args.batch
+    peers = {} if args.no_peers else run_peers(args.duration_ms, args.repeats, parser_batch)
     for peer, res in peers.items():
         if "error" in res:
             print(f"{peer:10s} -- {res['error'][:200]}")
             continue
         ratio = res["steady_s"] / ours["steady_s"]
-        print(f"{peer:10s} {res.get('version', '?'):>10s}  compile {res.get('compile_s', float('nan')):7.2f} s"
-              f"  steady {res['steady_s']:8.3f} s  -> brainmass is {ratio:.2f}x faster"
-              f"  [{res.get('integrator', '')}; {res.get('coupling', '')}]")
-        if "batch32_per_sim_s" in res:
-            print(f"{'':10s} batch of 32: {res['batch32_per_sim_s']:.3f} s per simulation")
+        # the runners report the whole first run; subtract a steady run as for brainmass
+        compile_s = res.get("compile_s", float("nan")) - res["steady_s"]
+        print(
+            f"{peer:10s} {res.get('version', '?'):>10s}  compile {compile_s:7.2f} s"
+            f"  steady {res['steady_s']:8.3f} s  -> brainmass is {ratio:.2f}x faster"
+            f"  [{res.get('integrator', '')}; {res.get('coupling', '')}]"
+        )
+        key = f"batch{args.batch}_per_sim_s"
+        if key in res:
+            per_sim = res[key]
+            print(
+                f"{'':10s} batch of {args.batch}: {per_sim:.3f} s per simulation "
+                f"-> brainmass is {per_sim / ours['batch_per_sim_s']:.2f}x faster"
+            )
     if args.json:
         args.json.write_text(json.dumps({"brainmass": ours, "peers": peers}, indent=2))
     return 0
