@@ -26,17 +26,18 @@ def simulate_diffrax(sim):
     model = net.model
     variable = sim.monitor.variable or model.observable
     average = sim.monitor.reduction == "mean"
-    weights = net.connectome.weights
-    strength = net.strength()
     solver, controller, adjoint = sim.solver.resolved()
     period = sim.period_steps * sim.dt_model
     ts = period * jnp.arange(1, sim.n_samples + 1)
 
-    def field(t, y, args):
+    def field(t, y, net):
+        # the network travels as `args`, so that every adjoint (BacksolveAdjoint
+        # included) sees the parameters as explicit inputs
+        model = net.model
         x = y[0]
         efferent = model.efferent(x)
-        summed = net.coupling.features(efferent) @ weights.T
-        dx = model.dfun(x, net.coupling.combine(efferent, summed, strength))
+        summed = net.coupling.features(efferent) @ net.connectome.weights.T
+        dx = model.dfun(x, net.coupling.combine(efferent, summed, net.strength()))
         if average:
             return dx, model.quantity(x, variable)
         return (dx,)
@@ -50,6 +51,7 @@ def simulate_diffrax(sim):
         t1=sim.n_samples * period,
         dt0=sim.dt_model,
         y0=y0,
+        args=net,
         saveat=diffrax.SaveAt(ts=ts),
         stepsize_controller=controller,
         adjoint=adjoint,
