@@ -33,13 +33,10 @@ def simulate_diffrax(sim):
     def field(t, y, net):
         # the network travels as `args`, so that every adjoint (BacksolveAdjoint
         # included) sees the parameters as explicit inputs
-        model = net.model
         x = y[0]
-        efferent = model.efferent(x)
-        summed = net.coupling.features(efferent) @ net.connectome.weights.T
-        dx = model.dfun(x, net.coupling.combine(efferent, summed, net.strength()))
+        dx = net.drift(x, None, net.connectome.weights, net.strength())
         if average:
-            return dx, model.quantity(x, variable)
+            return dx, net.model.quantity(x, variable)
         return (dx,)
 
     x0 = jnp.asarray(sim.init)

@@ -189,12 +189,7 @@ def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
 
         def drift(x, inputs):
             summed, eta = inputs
-            efferent = lmodel.efferent(x)
-            if inst_w is not None:
-                inst = lnet.coupling.features(efferent) @ inst_w.T
-                summed = inst if summed is None else summed + inst
-            coupling = lnet.coupling.combine(efferent, summed, strength)
-            dx = lmodel.dfun(x, coupling)
+            dx = lnet.drift(x, summed, inst_w, strength)
             return dx if eta is None else dx + eta
 
         def diffusion(x):

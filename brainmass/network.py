@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import coupling as _coupling
-from ._custom_types import Coupling, Float, State
+from ._custom_types import Float, State
 from ._params import broadcast_to_regions, check_domain, parameter_fields
 from .connectome import Connectome
 from .coupling import AbstractCoupling
@@ -182,6 +182,28 @@ class Network(eqx.Module):
         """Coupling features of the state, `(n_features, n_regions)`."""
         return self.coupling.features(self.model.efferent(state))
 
-    def afferent(self, state: State, summed: Float) -> Coupling:
-        """Coupling input from the weighted sum of delayed features, `(n_coupled, n_regions)`."""
-        return self.coupling.combine(self.model.efferent(state), summed, self.strength())
+    def drift(
+        self,
+        state: State,
+        delayed: Float | None,
+        inst_weights: Float | None,
+        strength: Float,
+    ) -> State:
+        """The network's vector field (without noise), `(n_vars, n_regions)` per model time unit.
+
+        **Arguments:**
+
+        - `state`: `(n_vars, n_regions)`.
+        - `delayed`: the weighted sum of delayed features read from the buffer,
+          `(n_features, n_regions)`, or None.
+        - `inst_weights`: `(n_regions, n_regions)` weights of the edges that act
+          instantaneously (all of them without delays), or None.
+        - `strength`: row sums of the weights, `(n_regions,)`.
+        """
+        efferent = self.model.efferent(state)
+        summed = delayed
+        if inst_weights is not None:
+            inst = self.coupling.features(efferent) @ inst_weights.T
+            summed = inst if summed is None else summed + inst
+        coupling = self.coupling.combine(efferent, summed, strength)
+        return self.model.dfun(state, coupling)
