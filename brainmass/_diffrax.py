@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ._integrate import TRACES
+from .monitors import TemporalAverage
 
 __all__ = ["simulate_diffrax"]
 
@@ -25,7 +26,7 @@ def simulate_diffrax(sim):
     net = sim.network
     model = net.model
     variable = sim.monitor.variable or model.observable
-    average = sim.monitor.reduction == "mean"
+    average = isinstance(sim.monitor, TemporalAverage)
     solver, controller, adjoint = sim.solver.resolved()
     period = sim.period_steps * sim.dt_model
     ts = period * jnp.arange(1, sim.n_samples + 1)

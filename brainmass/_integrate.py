@@ -29,6 +29,8 @@ __all__ = ["Lanes", "simulate_fixed_step", "TRACES", "checkpointed_scan", "split
 
 # Up to this many groups, gradients store every group's carry (one checkpoint level).
 SINGLE_LEVEL = 256
+# Groups of more blocks than this checkpoint their blocks in two levels as well.
+BLOCKS_PLAIN = 32
 
 # Python-side counters incremented when a simulation is traced (for tests).
 TRACES: Counter = Counter()
@@ -50,15 +52,16 @@ def split_chunks(n: int) -> tuple[int, int]:
     return -(-n // inner), inner
 
 
-def checkpointed_scan(body, carry, n: int, *, checkpoint: bool = True):
+def checkpointed_scan(body, carry, n: int, *, checkpoint: bool = True, single_level=None):
     """`lax.scan(body, carry, jnp.arange(n))` in two checkpointed levels.
 
     `body(carry, i) -> (carry, out)`. Iterations `i >= n` added to fill the last
-    chunk leave the carry unchanged and their outputs are dropped.
+    chunk leave the carry unchanged and their outputs are dropped. Up to
+    `single_level` iterations (default `SINGLE_LEVEL`) use one level.
     """
     if not checkpoint:
         return jax.lax.scan(body, carry, jnp.arange(n))
-    if n <= SINGLE_LEVEL:
+    if n <= (SINGLE_LEVEL if single_level is None else single_level):
         # short runs: one checkpointed level (n carries) compiles faster
         return jax.lax.scan(jax.checkpoint(body, prevent_cse=False), carry, jnp.arange(n))
     outer, inner = split_chunks(n)
@@ -135,8 +138,7 @@ def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
     key_axis = None if lanes is None else lanes.key_axis
     net = sim.network  # static structure; array values are per lane below
     model = net.model
-    monitor = sim.monitor
-    variable = monitor.variable or model.observable
+    variable = sim.monitor.variable or model.observable
     n, nv = net.n_regions, net.n_vars
     F = net.n_features
     dt = sim.dt_model
@@ -289,13 +291,32 @@ def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
         xi = jax.vmap(draw, in_axes=(0, None))(noise_key, g)  # (B, group, nv, n)
         return xi.reshape(B, g_b, K, nv, n).transpose(1, 2, 0, 3, 4)
 
+    def monitor_sample(s, state, values):
+        return s.monitor.sample(state, values, sim.dt)
+
+    sample_lanes = per_lane(monitor_sample, 0, 1)
+
     def group_body(carry, g):
+        x, eta, buf, mstate = carry
         xi = noise_for_group(g)
         t0 = g * group + K * jnp.arange(g_b)
-        carry, obs = jax.lax.scan(block, carry, (t0, xi))  # obs: (g_b, K, B, n)
+        if g_b <= BLOCKS_PLAIN:
+            (x, eta, buf), obs = jax.lax.scan(block, (x, eta, buf), (t0, xi))  # (g_b, K, B, n)
+        else:  # long periods (BOLD): checkpoint the blocks too, or gradients store them all
+            (x, eta, buf), obs = checkpointed_scan(
+                lambda c, b: block(c, (t0[b], None if xi is None else xi[b])),
+                (x, eta, buf),
+                g_b,
+                checkpoint=sim.checkpoint,
+                single_level=0,
+            )
         obs = obs.reshape(g_s, P, B, n)
-        sample = obs[:, -1] if monitor.reduction == "last" else jnp.mean(obs, axis=1)
-        return carry, sample
+
+        def one_sample(state, values):  # values: (P, B, n)
+            return sample_lanes(dsim, state, values)
+
+        mstate, samples = jax.lax.scan(one_sample, mstate, obs)  # (g_s, B, C)
+        return (x, eta, buf, mstate), samples
 
     # ---------------------------------------------------------------- initial carry
     if stochastic:
@@ -324,10 +345,11 @@ def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
         ring = jnp.zeros_like(feats).at[:, pos].set(feats)
         buf0 = jnp.concatenate([ring, ring], axis=1)  # (n, 2 L, F B)
 
-    (x_end, _, _), samples = checkpointed_scan(
-        group_body, (x0, eta0, buf0), n_groups, checkpoint=sim.checkpoint
+    mstate0 = per_lane(lambda s, _: s.monitor.init(n, dtype), 0)(dsim, jnp.arange(B))
+    (x_end, _, _, _), samples = checkpointed_scan(
+        group_body, (x0, eta0, buf0, mstate0), n_groups, checkpoint=sim.checkpoint
     )
-    samples = samples.reshape(n_groups * g_s, B, n).transpose(1, 0, 2)
+    samples = samples.reshape(n_groups * g_s, B, -1).transpose(1, 0, 2)
     if lanes is None:
         return samples[0], x_end[0]
     return samples, x_end

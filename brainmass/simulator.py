@@ -21,7 +21,7 @@ from ._diffrax import simulate_diffrax
 from ._integrate import simulate_fixed_step
 from ._params import check_domain, parameter_fields
 from .errors import SimulationError
-from .monitors import AbstractMonitor, Raw
+from .monitors import AbstractMonitor, Raw, TemporalAverage
 from .network import Network
 from .solvers import AbstractSolver, Diffrax, default_solver
 from .units import MM, MS, SPEED, format_unit, to_canonical, to_float
@@ -136,8 +136,9 @@ def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     else:
         samples, final_state = simulate_fixed_step(sim, key, plan)
         solve_ok = True
-    time = sim.time
-    time, signal = sim.monitor.finalize(time, samples)
+    time, signal = sim.monitor.finalize(sim.time, samples)
+    skip = sim.transient_samples
+    time, signal = time[skip:], signal[skip:]
     ok = solve_ok & jnp.all(jnp.isfinite(signal)) & jnp.all(jnp.isfinite(final_state))
     labels = sim.monitor.channels(sim.network)
     return Result(time=time, signal=signal, final_state=final_state, ok=ok, labels=labels)
@@ -256,6 +257,16 @@ class Simulator(eqx.Module):
         self.batching = batching
         # validate the sampling grid before anything depends on it
         _ = self.period_steps, self.n_samples
+        if self.transient_samples >= self.n_samples:
+            raise ValueError(
+                f"monitor.transient: {monitor.transient} ms discards every sample of a "
+                f"{duration} ms run; expected a transient shorter than the duration."
+            )
+        if isinstance(solver, Diffrax) and not isinstance(monitor, (Raw, TemporalAverage)):
+            raise ValueError(
+                f"monitor: solvers.Diffrax records Raw and TemporalAverage monitors only, got "
+                f"{type(monitor).__name__}; use a fixed-step solver."
+            )
         self.init = _state_array(
             model.default_state(n) if init is None else init, model, n, "init", traced_ok=False
         )
@@ -298,6 +309,11 @@ class Simulator(eqx.Module):
                 f"duration: {self.duration} ms is shorter than the monitor period {self.period} ms."
             )
         return count
+
+    @property
+    def transient_samples(self) -> int:
+        """How many initial samples the monitor's `transient` discards."""
+        return int(math.floor(self.monitor.transient / self.period + 1e-9))
 
     @property
     def n_steps(self) -> int:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+import abc
+from typing import Any
 
 import equinox as eqx
+import jax.numpy as jnp
 
 from .._custom_types import Float
 from ..units import MS, to_float
@@ -21,32 +23,65 @@ def _period(period: Any) -> float | None:
     return value
 
 
-class AbstractMonitor(eqx.Module):
-    """A monitor records one variable of every region.
+def _transient(transient: Any) -> float:
+    value = to_float(transient, MS, "monitor.transient")
+    if not value >= 0:
+        raise ValueError(f"monitor.transient: expected a duration >= 0 ms, got {value}.")
+    return value
 
-    The simulation loop reduces the per-step values of `variable` over each
-    `period` (`reduction`: the last value, or the mean), giving samples at
-    times `period, 2 period, ...`; `finalize` then maps those samples to the
-    monitor's output (the identity for `Raw` and `TemporalAverage`).
+
+class AbstractMonitor(eqx.Module):
+    """What a simulation records, as init / sample inside the simulation loop.
+
+    The loop hands the monitor, once per output `period`, the per-step values
+    of `variable` over that period (`(P, n_regions)`, P = period / dt steps);
+    `sample(state, values, dt)` returns the monitor's new state and one output
+    sample `(n_channels,)`. Stateless monitors (raw, temporal average) ignore
+    the state; stateful ones (BOLD) integrate their own dynamics in it, inside
+    the same scan as the neural model. `finalize` then maps the stacked
+    samples to the result, and the simulator drops the `transient`.
 
     **Attributes:**
 
-    - `period`: sampling period in ms (a multiple of the simulator's `dt`);
-      `None` records every step.
-    - `variable`: the model quantity recorded; `None` is the model's
-      default `observable`.
+    - `period`: output sampling period in ms (a multiple of the simulator's
+      `dt`); `None` records every step.
+    - `variable`: the model quantity recorded; `None` is the model's default
+      `observable`.
+    - `transient`: outputs at times <= `transient` (ms) are discarded.
     """
 
-    period: float | None
-    variable: str | None
-    reduction: ClassVar[Literal["last", "mean"]]
+    period: eqx.AbstractVar[float | None]
+    variable: eqx.AbstractVar[str | None]
+    transient: eqx.AbstractVar[float]
+
+    def init(self, n_regions: int, dtype) -> Any:
+        """The monitor's state before the first sample (a pytree; None when stateless)."""
+        return None
+
+    @abc.abstractmethod
+    def sample(self, state: Any, values: Float, dt: float) -> tuple[Any, Float]:
+        """One output sample from the per-step values of one period.
+
+        **Arguments:**
+
+        - `state`: the monitor's state (see `init`).
+        - `values`: `(P, n_regions)`, the recorded variable at each step of the
+          period, oldest first.
+        - `dt`: the time step in ms.
+
+        **Returns:** `(state, sample)` with `sample` of shape `(n_channels,)`.
+        """
 
     def channels(self, network) -> tuple[str, ...]:
         """Names of the output channels: the region labels."""
         return tuple(network.connectome.labels)
 
     def finalize(self, time: Float, samples: Float) -> tuple[Float, Float]:
-        """Map reduced samples `(n_samples, n_regions)` at `time` (ms) to the output."""
+        """Map the stacked samples `(n_samples, n_channels)` at `time` (ms) to the output.
+
+        The identity here; a monitor with a read-out after the loop overrides it.
+        The simulator drops the samples at times <= `transient` afterwards.
+        """
         return time, samples
 
 
@@ -57,15 +92,21 @@ class Raw(AbstractMonitor):
 
     - `period`: sampling period (quantity or ms); `None` records every step.
     - `variable`: the variable to record; default the model's observable.
+    - `transient`: initial time (quantity or ms) whose samples are discarded.
     """
 
     period: float | None = eqx.field(static=True)
     variable: str | None = eqx.field(static=True)
-    reduction: ClassVar[Literal["last", "mean"]] = "last"
+    transient: float = eqx.field(static=True)
 
-    def __init__(self, period: Any = None, variable: str | None = None):
+    def __init__(self, period: Any = None, variable: str | None = None, transient: Any = 0.0):
         self.period = _period(period)
         self.variable = variable
+        self.transient = _transient(transient)
+
+    def sample(self, state, values, dt):
+        """The last value of the period."""
+        return state, values[-1]
 
 
 class TemporalAverage(AbstractMonitor):
@@ -78,12 +119,18 @@ class TemporalAverage(AbstractMonitor):
 
     - `period`: averaging window and sampling period (quantity or ms).
     - `variable`: the variable to record; default the model's observable.
+    - `transient`: initial time (quantity or ms) whose samples are discarded.
     """
 
     period: float | None = eqx.field(static=True)
     variable: str | None = eqx.field(static=True)
-    reduction: ClassVar[Literal["last", "mean"]] = "mean"
+    transient: float = eqx.field(static=True)
 
-    def __init__(self, period: Any = 1.0, variable: str | None = None):
+    def __init__(self, period: Any = 1.0, variable: str | None = None, transient: Any = 0.0):
         self.period = _period(period)
         self.variable = variable
+        self.transient = _transient(transient)
+
+    def sample(self, state, values, dt):
+        """The mean over the period."""
+        return state, jnp.mean(values, axis=0)
