@@ -262,6 +262,7 @@ class Simulator(eqx.Module):
                 f"monitor.transient: {monitor.transient} ms discards every sample of a "
                 f"{duration} ms run; expected a transient shorter than the duration."
             )
+        monitor.check(network, dt)
         if isinstance(solver, Diffrax) and not isinstance(monitor, (Raw, TemporalAverage)):
             raise ValueError(
                 f"monitor: solvers.Diffrax records Raw and TemporalAverage monitors only, got "

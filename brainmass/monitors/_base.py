@@ -72,6 +72,13 @@ class AbstractMonitor(eqx.Module):
         **Returns:** `(state, sample)` with `sample` of shape `(n_channels,)`.
         """
 
+    def check(self, network, dt: float) -> None:
+        """Raise a ValueError if this monitor cannot record `network` at time step `dt` (ms).
+
+        Called by the Simulator when it is built (for example to compare a lead
+        field's columns with the number of regions). The default accepts all.
+        """
+
     def channels(self, network) -> tuple[str, ...]:
         """Names of the output channels: the region labels."""
         return tuple(network.connectome.labels)
