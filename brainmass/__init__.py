@@ -9,6 +9,7 @@ res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions
 """
 
 from . import coupling as coupling
+from . import leadfield as leadfield
 from . import models as models
 from . import monitors as monitors
 from . import noise as noise
@@ -31,6 +32,7 @@ __all__ = [
     "SimulationError",
     "Simulator",
     "coupling",
+    "leadfield",
     "models",
     "monitors",
     "noise",

@@ -127,9 +127,9 @@ class Lanes(NamedTuple):
 def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
     """Run `sim` with its fixed-step solver. Returns `(samples, final_state)`.
 
-    `samples` has shape `(n_samples, n_regions)` (the monitor's reduced
-    variable), `final_state` `(n_vars, n_regions)`; with `lanes`, both get a
-    leading lane axis of size `lanes.size`.
+    `samples` has shape `(n_samples, n_channels)` (the monitor's samples),
+    `final_state` `(n_vars, n_regions)`; with `lanes`, both get a leading lane
+    axis of size `lanes.size`.
     """
     TRACES["simulate"] += 1
     dsim, ssim = eqx.partition(sim, eqx.is_array)

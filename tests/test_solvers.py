@@ -323,9 +323,7 @@ def test_diffrax_stiff_solver_and_adjoints_agree():
         def grad_with(adjoint):
             sim = sim_with(bm.solvers.Diffrax(rtol=1e-9, atol=1e-11, adjoint=adjoint))
             f = sim.function(["coupling.G", "model.lam"])
-            return jax.grad(lambda th: jnp.sum(f(th) ** 2))(
-                {"coupling.G": 0.1, "model.lam": 0.2}
-            )
+            return jax.grad(lambda th: jnp.sum(f(th) ** 2))({"coupling.G": 0.1, "model.lam": 0.2})
 
         default = grad_with(None)
         backsolve = grad_with(diffrax.BacksolveAdjoint())
