@@ -15,6 +15,8 @@ from . import monitors as monitors
 from . import noise as noise
 from . import solvers as solvers
 from . import units as units
+from ._sweep import SweepResult as SweepResult
+from ._sweep import sweep as sweep
 from .connectome import Connectome as Connectome
 from .errors import SimulationError as SimulationError
 from .network import Network as Network
@@ -31,11 +33,13 @@ __all__ = [
     "Result",
     "SimulationError",
     "Simulator",
+    "SweepResult",
     "coupling",
     "leadfield",
     "models",
     "monitors",
     "noise",
     "solvers",
+    "sweep",
     "units",
 ]

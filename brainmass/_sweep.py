@@ -1,0 +1,782 @@
+r"""Parameter sweeps: a simulator evaluated on a Cartesian grid, vmapped in chunks.
+
+`sweep(sim, {"coupling.G": Gs, "model.a": As}, key=key, objective=..., target=...)`
+evaluates every grid point through `Simulator.function`, `jax.vmap`-ed over a
+chunk of points and compiled once. Only per-point reductions (an objective, a
+statistic) are kept, so the memory of a sweep is that of one chunk plus its
+reductions. Chunks run in sequence from Python (progress bar, checkpoints); a
+checkpointed sweep that is interrupted resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import sys
+import time
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import brainunit as u
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._params import check_domain
+from .simulator import Simulator
+from .units import format_unit, to_canonical
+
+__all__ = ["sweep", "SweepResult"]
+
+# Default chunk memory budget: this fraction of the free memory (see `_available_memory`).
+MEMORY_FRACTION = 0.5
+# Warn when the kept per-point results of a sweep would take more than this many bytes.
+LARGE_RESULT_BYTES = 2**30
+_RESERVED = ("objective", "failed", "time", "region", "channel")
+
+
+# ------------------------------------------------------------------ result
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SweepResult:
+    """The outcome of `sweep`.
+
+    **Attributes:**
+
+    - `data`: an `xarray.Dataset`. Dimensions: the swept paths in grid order
+      (coordinates: the grid values in the parameter's canonical unit, in
+      `attrs["units"]`), then any per-point dimensions of a statistic.
+      Variables: `"objective"` (when an objective was given), each statistic,
+      and `"failed"` (bool: the simulation produced non-finite values; its
+      objective and statistics are NaN).
+    - `n_failed`: number of failed grid points.
+    - `wall_time`: seconds the `sweep` call took (compilation included).
+    - `simulations_per_second`: points simulated in this call per second of
+      running chunks (compilation excluded; NaN when every chunk was resumed).
+    - `chunk_size`: grid points per vmapped chunk; `n_chunks` chunks in all, of
+      which `n_resumed` were read from the checkpoint.
+    - `memory_per_point`: estimated bytes per point (when the chunk size was
+      chosen from the memory limit), `chunk_memory`: the compiled memory of one
+      chunk in bytes (None when nothing was compiled).
+    """
+
+    data: Any
+    n_failed: int
+    wall_time: float
+    simulations_per_second: float
+    chunk_size: int
+    n_chunks: int
+    n_resumed: int
+    memory_per_point: float | None
+    chunk_memory: int | None
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The swept parameter paths, in grid order."""
+        return tuple(self.data.attrs["paths"].split(","))
+
+    def best(self, minimize: bool = True, var: str = "objective") -> dict[str, float]:
+        """The grid point with the smallest (or largest) value of `var`, failed points skipped.
+
+        **Arguments:**
+
+        - `minimize`: True for the smallest value, False for the largest.
+        - `var`: a variable with one value per point (default `"objective"`).
+
+        **Returns:** `{path: value}` in the parameters' canonical units (ready
+        for `Simulator.with_params`).
+        """
+        if var not in self.data:
+            raise ValueError(
+                f"var: this sweep has no variable {var!r}; expected one of "
+                f"{list(self.data.data_vars)} (pass objective= to sweep for 'objective')."
+            )
+        array = self.data[var]
+        if array.dims != self.paths:
+            raise ValueError(
+                f"var: {var!r} has dimensions {array.dims}, expected one value per grid "
+                f"point {self.paths}; reduce it first, e.g. with an objective."
+            )
+        values = np.asarray(array.values, dtype=float)
+        if not np.any(np.isfinite(values)):
+            raise ValueError(f"var: {var!r} has no finite value (every point failed or is NaN).")
+        flat = np.where(np.isfinite(values), values if minimize else -values, np.inf)
+        index = np.unravel_index(int(np.argmin(flat)), values.shape)
+        return {p: float(self.data[p].values[i]) for p, i in zip(self.paths, index, strict=True)}
+
+    def plot(self, var: Any = "objective", ax: Any = None) -> Any:
+        """Draw `var` over the grid: a line for one swept path, a heatmap for two.
+
+        **Arguments:**
+
+        - `var`: a variable name, or an `xarray.DataArray` of it (e.g. a slice
+          `res.data["objective"].sel({"model.a": -0.02})`) with one or two
+          swept dimensions.
+        - `ax`: a matplotlib Axes; default a new figure (pyplot).
+
+        **Returns:** the matplotlib Axes. Failed points (NaN) are left blank.
+        """
+        array = self.data[var] if isinstance(var, str) else var
+        name = array.name or "value"
+        if array.ndim not in (1, 2) or any(d not in self.paths for d in array.dims):
+            raise ValueError(
+                f"var: expected one or two swept dimensions {self.paths}, got dims "
+                f"{array.dims}; select a slice first, e.g. "
+                f"res.plot(res.data[{name!r}].isel({{{array.dims[-1]!r}: 0}}))."
+            )
+        if ax is None:
+            import matplotlib.pyplot as plt
+
+            _, ax = plt.subplots()
+
+        def label(dim: str) -> str:
+            unit = self.data[dim].attrs.get("units", "")
+            return f"{dim} [{unit}]" if unit else dim
+
+        if array.ndim == 1:
+            dim = array.dims[0]
+            ax.plot(np.asarray(array[dim].values), np.asarray(array.values), marker="o")
+            ax.set_xlabel(label(dim))
+            ax.set_ylabel(name)
+        else:
+            xdim, ydim = array.dims
+            mesh = ax.pcolormesh(
+                np.asarray(array[xdim].values),
+                np.asarray(array[ydim].values),
+                np.asarray(array.values, dtype=float).T,
+                shading="nearest",
+            )
+            ax.figure.colorbar(mesh, ax=ax, label=name)
+            ax.set_xlabel(label(xdim))
+            ax.set_ylabel(label(ydim))
+        return ax
+
+    def to_netcdf(self, path: str | os.PathLike) -> None:
+        """Write `data` to a netCDF file (h5netcdf engine)."""
+        self.data.to_netcdf(path, engine="h5netcdf")
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{p}: {n}" for p, n in self.data.sizes.items() if p in self.paths)
+        return (
+            f"SweepResult({sizes}; variables {list(self.data.data_vars)}; "
+            f"{self.n_failed} failed; {self.wall_time:.3g} s)"
+        )
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _grid_values(sim: Simulator, grid: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each path's values as a 1-D float64 array in the canonical unit (checked)."""
+    if not isinstance(grid, Mapping) or not grid:
+        raise ValueError(
+            f"grid: expected a non-empty dict {{path: values}}, e.g. "
+            f"{{'coupling.G': [0.1, 0.2]}}, got {grid!r}."
+        )
+    paths = [str(p) for p in grid]
+    sim._check_paths(paths)  # the simulator's own unknown-path error
+    specs = sim._specs()
+    out = {}
+    for path in paths:
+        if path.startswith("connectome."):
+            raise ValueError(
+                f"grid: {path!r} is a matrix; a sweep varies scalar values. Sweep coupling.G "
+                "(scales the weights) or network.speed (scales the delays) instead."
+            )
+        values = grid[path]
+        unit = specs[path].unit
+        if isinstance(values, Sequence) and any(isinstance(v, u.Quantity) for v in values):
+            values = [to_canonical(v, unit, path) for v in values]
+        converted = to_canonical(values, unit, path)  # checks units and numbers
+        # plain numbers keep their float64 values as coordinates (the simulation casts them)
+        array = np.asarray(converted if isinstance(values, u.Quantity) else values, np.float64)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(
+                f"grid[{path!r}]: expected a non-empty 1-D sequence of values, got shape "
+                f"{array.shape}; a single value is [v] (or fix it with sim.with_params)."
+            )
+        check_domain(array, specs[path].domain, f"grid[{path!r}]")
+        out[path] = array
+    return out
+
+
+def _available_memory() -> int:
+    """Free memory in bytes: the default device's free memory on an accelerator, else host RAM.
+
+    Host RAM is psutil's `available` if psutil is installed, else `MemAvailable`
+    from /proc/meminfo, else 4 GiB.
+    """
+    device = jax.devices()[0]
+    if device.platform != "cpu":
+        stats = device.memory_stats() or {}
+        if "bytes_limit" in stats:
+            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 * 2**30
+
+
+def _compiled_bytes(compiled) -> int | None:
+    """Arguments + outputs + temporaries of a compiled computation, in bytes."""
+    try:
+        stats = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend reports memory
+        return None
+    if isinstance(stats, (list, tuple)):
+        stats = stats[0] if stats else None
+    if stats is None:
+        return None
+    return int(
+        stats.argument_size_in_bytes
+        + stats.output_size_in_bytes
+        + stats.temp_size_in_bytes
+        - stats.alias_size_in_bytes
+    )
+
+
+def _digest(obj: Any, depth: int = 0) -> str:
+    """A stable (across processes) hash of arrays, callables and plain containers."""
+    h = hashlib.sha256()
+    if depth > 4:
+        h.update(type(obj).__qualname__.encode())
+    elif obj is None or isinstance(obj, (str, int, float, bool, complex)):
+        h.update(repr(obj).encode())
+    elif isinstance(obj, (np.ndarray, jax.Array, np.generic)):
+        if isinstance(obj, jax.Array) and jnp.issubdtype(obj.dtype, jax.dtypes.prng_key):
+            obj = jax.random.key_data(obj)
+        arr = np.asarray(obj)
+        h.update(f"{arr.dtype}{arr.shape}".encode() + np.ascontiguousarray(arr).tobytes())
+    elif isinstance(obj, Mapping):
+        for k in sorted(obj, key=str):
+            h.update(str(k).encode() + _digest(obj[k], depth + 1).encode())
+    elif isinstance(obj, (list, tuple)):
+        for item in obj:
+            h.update(_digest(item, depth + 1).encode())
+    elif hasattr(obj, "__code__"):  # a Python function: name, code, closure
+        code = obj.__code__
+        h.update(f"{getattr(obj, '__module__', '')}.{obj.__qualname__}".encode())
+        h.update(_code_digest(code).encode())
+        for cell in obj.__closure__ or ():
+            try:
+                h.update(_digest(cell.cell_contents, depth + 1).encode())
+            except ValueError:  # an empty cell
+                pass
+    elif hasattr(obj, "func") and hasattr(obj, "keywords"):  # functools.partial
+        h.update(_digest((obj.func, obj.args, dict(obj.keywords)), depth + 1).encode())
+    else:  # a pytree (equinox Module, ...) or an opaque object
+        leaves, treedef = jax.tree_util.tree_flatten(obj)
+        if len(leaves) == 1 and leaves[0] is obj:
+            h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(type(obj))).encode())
+        else:
+            h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", str(treedef)).encode())
+            for leaf in leaves:
+                h.update(_digest(leaf, depth + 1).encode())
+    return h.hexdigest()[:16]
+
+
+def _code_digest(code) -> str:
+    h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
+    for const in code.co_consts:
+        h.update(
+            _code_digest(const).encode() if hasattr(const, "co_code") else repr(const).encode()
+        )
+    return h.hexdigest()[:16]
+
+
+def _name(fn: Any) -> str | None:
+    if fn is None:
+        return None
+    if isinstance(fn, Mapping):
+        return ",".join(f"{k}={_name(v)}" for k, v in fn.items())
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def _named_leaves(prefix: str, tree: Any, *, top: bool) -> dict[str, Any]:
+    """`{name: array}` for a statistic's output pytree (dict keys become names)."""
+    out = {}
+    for keypath, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        parts = [str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in keypath]
+        named_first = bool(keypath) and not isinstance(keypath[0], jax.tree_util.SequenceKey)
+        if not parts:
+            name = prefix
+        elif top and named_first:
+            name = "_".join(parts)
+        else:
+            name = "_".join([prefix, *parts])
+        out[name] = leaf
+    return out
+
+
+def _statistics(statistic: Any, signal: Any) -> dict[str, Any]:
+    if statistic is None:
+        return {}
+    if isinstance(statistic, Mapping):
+        out = {}
+        for key, fn in statistic.items():
+            out.update(_named_leaves(str(key), fn(signal), top=False))
+        return out
+    name = getattr(statistic, "__name__", "")
+    prefix = name if name.isidentifier() else "statistic"  # `fc` for bm.analysis.fc
+    return _named_leaves(prefix, statistic(signal), top=True)
+
+
+def _signal(signal):
+    """The full signal (the statistic when neither objective nor statistic is given)."""
+    return signal
+
+
+def _extra_dims(name: str, shape: tuple, n_samples: int, chan: str, n_channels: int) -> list:
+    if shape == (n_samples, n_channels):
+        return ["time", chan]
+    n_chan_axes = sum(s == n_channels for s in shape)
+    suffixes = iter("ijklmn")
+    dims = []
+    for k, size in enumerate(shape):
+        if size == n_channels and n_chan_axes == 1:
+            dims.append(chan)
+        elif size == n_channels:
+            dims.append(f"{chan}_{next(suffixes, str(k))}")
+        else:
+            dims.append(f"{name}_dim_{k}")
+    return dims
+
+
+# ------------------------------------------------------------------ checkpoint
+
+
+class _Checkpoint:
+    """Finished chunks on disk: one `.npz` file, or a directory of one file per chunk.
+
+    Every write goes to a temporary file in the same folder, then `os.replace`s
+    the target, so an interruption never leaves a half-written checkpoint.
+    """
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.single = self.path.suffix == ".npz"
+        self.meta_path = self.path if self.single else self.path / "sweep.json"
+
+    def exists(self) -> bool:
+        return self.meta_path.exists()
+
+    def clear(self) -> None:
+        if self.single:
+            self.path.unlink(missing_ok=True)
+            return
+        self.meta_path.unlink(missing_ok=True)
+        for f in self.path.glob("chunk_*.npz"):
+            f.unlink()
+
+    def _write(self, target: Path, write: Callable) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+
+    def resume(self, fingerprint: dict, chunk_size: int | None, resume: bool):
+        """`(meta, finished chunks)` of a matching checkpoint; `({}, {})` when starting over."""
+        if not self.exists():
+            return {}, {}
+        if not resume:
+            self.clear()
+            return {}, {}
+        meta, chunks = self.read()
+        differ = [k for k in fingerprint if meta["fingerprint"].get(k) != fingerprint[k]]
+        if chunk_size is not None and chunk_size != meta["chunk_size"]:
+            differ.append("chunk_size")
+        if differ:
+            raise ValueError(
+                f"checkpoint_path: {self.path} holds a different sweep ({', '.join(differ)} "
+                "differ). To start over, pass resume=False (it is overwritten), delete it, or "
+                "choose another checkpoint_path."
+            )
+        return meta, chunks
+
+    def read(self) -> tuple[dict, dict[int, dict[str, np.ndarray]]]:
+        """`(meta, {chunk: {name: array of the chunk's points}})`."""
+        if self.single:
+            with np.load(self.path, allow_pickle=False) as z:
+                meta = json.loads(str(z["__meta__"]))
+                arrays = {n: z[f"v{i}"] for i, n in enumerate(meta["names"])}
+            size, n = meta["chunk_size"], meta["n_points"]
+            chunks = {
+                c: {k: a[c * size : min(n, (c + 1) * size)] for k, a in arrays.items()}
+                for c in meta["done"]
+            }
+            return meta, chunks
+        meta = json.loads(self.meta_path.read_text())
+        chunks = {}
+        for f in self.path.glob("chunk_*.npz"):
+            with np.load(f, allow_pickle=False) as z:
+                chunks[int(f.stem.split("_")[1])] = {
+                    n: z[f"v{i}"] for i, n in enumerate(meta["names"])
+                }
+        return meta, chunks
+
+    def save(self, meta: dict, chunk: int, arrays: dict[str, np.ndarray], start: int, stop: int):
+        """Record a finished chunk (`arrays`: all points; rows `start:stop` are the chunk's)."""
+        names = meta["names"]
+        if self.single:
+            blobs = {f"v{i}": arrays[n] for i, n in enumerate(names)}
+            blobs["__meta__"] = np.asarray(json.dumps(meta))
+            self._write(self.path, lambda f: np.savez(f, **blobs))
+            return
+        if not self.meta_path.exists():
+            text = json.dumps({k: v for k, v in meta.items() if k != "done"}).encode()
+            self._write(self.meta_path, lambda f: f.write(text))
+        blobs = {f"v{i}": arrays[n][start:stop] for i, n in enumerate(names)}
+        self._write(self.path / f"chunk_{chunk:06d}.npz", lambda f: np.savez(f, **blobs))
+
+
+def _fingerprint(sim, values, objective, statistic, target, key, key_per_point) -> dict:
+    """What identifies a sweep in its checkpoint (hashes stable across processes)."""
+    return {
+        "paths": list(values),
+        "grid": _digest(list(values.values())),
+        "objective": f"{_name(objective)}:{_digest(objective)}",
+        "statistic": f"{_name(statistic)}:{_digest(statistic)}",
+        "target": _digest(target),
+        "key": f"{_digest(key)}:{'per_point' if key_per_point else 'common'}",
+        "simulator": _digest(sim),
+    }
+
+
+def _auto_chunk_size(compile_for: Callable, n_points: int, memory_limit: float | None):
+    """The chunk size that fits `memory_limit`, from the compiled memory of a 2-point chunk.
+
+    **Returns:** `(chunk_size, bytes per point, memory_limit, compiled, out_info)`;
+    the compiled chunk is returned when its size is the chosen one, else None.
+    """
+    probe = min(2, n_points)
+    compiled, out_info = compile_for(probe)
+    probe_bytes = _compiled_bytes(compiled)
+    if memory_limit is None:
+        kept = sum(math.prod(s.shape[1:]) * s.dtype.itemsize for s in out_info.values())
+        on_host = jax.devices()[0].platform == "cpu"  # results share the host memory
+        memory_limit = MEMORY_FRACTION * _available_memory() - on_host * n_points * kept
+    if probe_bytes is None:  # no memory report on this backend
+        chunk_size, per_point = min(n_points, 256), None
+    else:
+        per_point = probe_bytes / probe
+        chunk_size = int(min(n_points, max(1, memory_limit // per_point)))
+        if memory_limit < per_point:
+            warnings.warn(
+                f"memory_limit: one simulation needs about {per_point / 2**20:.3g} MiB, more "
+                f"than the {memory_limit / 2**20:.3g} MiB allowed; running one point at a time.",
+                stacklevel=3,
+            )
+    if chunk_size != probe:
+        compiled = out_info = None
+    return chunk_size, per_point, memory_limit, compiled, out_info
+
+
+# ------------------------------------------------------------------ sweep
+
+
+def sweep(
+    sim: Simulator,
+    grid: Mapping[str, Any],
+    *,
+    key: Any,
+    objective: Callable | None = None,
+    target: Any = None,
+    statistic: Callable | Mapping[str, Callable] | None = None,
+    chunk_size: int | None = None,
+    memory_limit: int | None = None,
+    progress: bool = True,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = True,
+    key_per_point: bool = False,
+) -> SweepResult:
+    r"""Evaluate a simulator on the Cartesian product of parameter values.
+
+    Every grid point is simulated through `sim.function(paths)`, `jax.vmap`-ed
+    over chunks of `chunk_size` points and compiled once (the last chunk is
+    padded to full size and the padding dropped, so nothing retraces). Only
+    the per-point objective and statistics are kept.
+
+    **Arguments:**
+
+    - `sim`: the `Simulator`.
+    - `grid`: `{path: values}`, dotted paths of `sim.params()` (e.g.
+      `"coupling.G"`, `"model.a"`) and 1-D sequences of values (quantities or
+      numbers in the parameter's canonical unit). A per-region parameter is
+      swept as one value broadcast to all regions. All combinations are run,
+      in C order (the last path varies fastest).
+    - `key`: a `jax.random` key (may be None for a deterministic network). By
+      default every point uses this same key: common random numbers, so that
+      differences between points come from the parameters, not the noise.
+    - `key_per_point`: give point `i` (flat C-order index over the grid) the key
+      `jax.random.fold_in(key, i)` instead: independent noise per point.
+    - `objective`: `objective(signal, target) -> scalar` per point, `signal` of
+      shape `(n_samples, n_channels)`; stored as the variable `"objective"`.
+    - `target`: the second argument of `objective` (any pytree of arrays).
+    - `statistic`: `statistic(signal) -> array` (or a pytree of arrays) per
+      point, e.g. `bm.analysis.fc`; or a dict `{name: statistic}`. Variable
+      names: the dict keys (of the argument, or of a returned dict), else the
+      function's name (`"fc"`; `"statistic"` for a lambda), with `_0`, `_1`, ...
+      for the items of a returned tuple.
+      Without an objective and a statistic, the full signal is kept (variable
+      `"signal"`; a warning says when that takes more than 1 GiB).
+    - `chunk_size`: points per vmapped chunk. Default: chosen from
+      `memory_limit` and the compiled memory of a 2-point chunk
+      (`memory_analysis()` of the compiled computation, divided by 2: an upper
+      bound on the memory per point).
+    - `memory_limit`: bytes one chunk may use. Default: `MEMORY_FRACTION` (half)
+      of the free memory, which is the device's free memory on an accelerator
+      and the available host RAM on CPU (psutil if installed, else
+      /proc/meminfo), less the memory of the kept results.
+    - `progress`: show a tqdm progress bar (and resume messages) on stderr.
+    - `checkpoint_path`: a `.npz` file, or a directory (one file per chunk),
+      written after every chunk (atomically), with a fingerprint of the sweep
+      (grid, paths, chunk size, objective/statistic/target, key, simulator).
+    - `resume`: with an existing checkpoint of the same sweep, skip its
+      finished chunks; a checkpoint of a different sweep is an error. False
+      starts over and overwrites it.
+
+    **Returns:** a `SweepResult`: `.data` (an `xarray.Dataset` with dims the
+    swept paths), `.n_failed`, `.best()`, `.plot()`.
+
+    Points whose simulation produced non-finite values (`Result.ok` false)
+    have NaN objective and statistics and are counted in `n_failed`; they never
+    raise.
+    """
+    started = time.perf_counter()
+    if not isinstance(sim, Simulator):
+        raise ValueError(f"sim: expected a brainmass.Simulator, got {sim!r}.")
+    values = _grid_values(sim, grid)
+    paths = tuple(values)
+    f = sim.function(paths, output="result")
+    if key is None and (sim.network.noise is not None or key_per_point):
+        raise ValueError("key: this sweep needs a jax.random key (noisy network or key_per_point).")
+    if objective is not None and not callable(objective):
+        raise ValueError(
+            f"objective: expected a function (signal, target) -> scalar, got {objective!r}."
+        )
+    if isinstance(statistic, Mapping):
+        bad = [k for k, fn in statistic.items() if not callable(fn)]
+        if bad or not statistic:
+            raise ValueError(
+                f"statistic: expected a non-empty dict of functions, got {statistic!r}."
+            )
+    elif statistic is not None and not callable(statistic):
+        raise ValueError(f"statistic: expected a function signal -> array, got {statistic!r}.")
+    if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+        raise ValueError(f"chunk_size: expected a positive integer, got {chunk_size!r}.")
+    if memory_limit is not None and not memory_limit > 0:
+        raise ValueError(f"memory_limit: expected a number of bytes > 0, got {memory_limit!r}.")
+    keep_signal = objective is None and statistic is None
+    if keep_signal:
+        statistic = {"signal": _signal}
+
+    shape = tuple(len(v) for v in values.values())
+    n_points = math.prod(shape)
+    mesh = np.meshgrid(*values.values(), indexing="ij")
+    flat = {p: m.reshape(-1) for p, m in zip(paths, mesh, strict=True)}
+    specs = sim._specs()
+    param_shapes = {p: jnp.shape(sim._get(specs[p].attrs)) for p in paths}
+    labels = tuple(sim.monitor.channels(sim.network))
+    n_samples = sim.n_samples - sim.transient_samples
+    dtype = jnp.result_type(float)
+    target = jax.tree.map(jnp.asarray, target)
+
+    if keep_signal:
+        kept = n_points * n_samples * len(labels) * np.dtype(dtype).itemsize
+        if kept > LARGE_RESULT_BYTES:
+            warnings.warn(
+                f"sweep keeps the full signal of {n_points} points: {kept / 2**30:.2g} GiB. "
+                "Pass objective= or statistic= to keep a reduction per point instead.",
+                stacklevel=2,
+            )
+
+    order: list[str] = []
+
+    def one(theta, index, key, target):
+        theta = {p: jnp.broadcast_to(theta[p], param_shapes[p]) for p in paths}
+        result = f(theta, jax.random.fold_in(key, index) if key_per_point else key)
+        ok = jnp.asarray(result.ok)
+        out = {}
+        if objective is not None:
+            value = jnp.asarray(objective(result.signal, target))
+            if value.size != 1:
+                raise ValueError(
+                    f"objective: expected a scalar per point, got shape {value.shape}."
+                )
+            out["objective"] = value.reshape(())
+        for name, value in _statistics(statistic, result.signal).items():
+            if name in out or name in _RESERVED or name in paths:
+                raise ValueError(
+                    f"statistic: the name {name!r} is taken (by the objective, a swept path "
+                    f"or a dimension); rename it, e.g. statistic={{'my_{name}': ...}}."
+                )
+            value = jnp.asarray(value)
+            if not jnp.issubdtype(value.dtype, jnp.inexact):
+                value = value.astype(dtype)
+            out[name] = value
+        out = {n: jnp.where(ok, v, jnp.nan) for n, v in out.items()}
+        out["failed"] = ~ok
+        order[:] = list(out)  # jax sorts dict outputs by key; keep this order
+        return out
+
+    def evaluate(theta, indices, key, target):
+        return jax.vmap(one, in_axes=(0, 0, None, None))(theta, indices, key, target)
+
+    def compile_for(size: int):
+        theta = {p: jax.ShapeDtypeStruct((size,), dtype) for p in paths}
+        indices = jax.ShapeDtypeStruct((size,), jnp.int32)
+        lowered = jax.jit(evaluate).lower(theta, indices, key, target)
+        return lowered.compile(), lowered.out_info
+
+    fingerprint = _fingerprint(sim, values, objective, statistic, target, key, key_per_point)
+    checkpoint = None if checkpoint_path is None else _Checkpoint(checkpoint_path)
+    meta, chunks_done = {}, {}
+    if checkpoint is not None:
+        meta, chunks_done = checkpoint.resume(fingerprint, chunk_size, resume)
+        chunk_size = meta.get("chunk_size", chunk_size)
+
+    compiled = out_info = None
+    per_point = None
+    if chunk_size is None:
+        chunk_size, per_point, memory_limit, compiled, out_info = _auto_chunk_size(
+            compile_for, n_points, memory_limit
+        )
+    n_chunks = -(-n_points // chunk_size)
+    todo = [c for c in range(n_chunks) if c not in chunks_done]
+    if todo and compiled is None:
+        compiled, out_info = compile_for(chunk_size)
+        used = _compiled_bytes(compiled)
+        if per_point is not None and used is not None and used > memory_limit and chunk_size > 1:
+            # memory grew faster than linearly in the chunk size: shrink once
+            chunk_size = max(1, int(chunk_size * memory_limit / used))
+            n_chunks = -(-n_points // chunk_size)
+            todo = list(range(n_chunks))
+            compiled, out_info = compile_for(chunk_size)
+    chunk_memory = None if compiled is None else _compiled_bytes(compiled)
+
+    if out_info is not None:
+        names = list(order)
+        if chunks_done and names != list(meta["names"]):
+            raise ValueError(
+                f"checkpoint_path: {checkpoint.path} holds the variables {meta['names']}, this "
+                f"sweep makes {names}; pass resume=False to start over."
+            )
+        arrays = {
+            n: np.full((n_points, *out_info[n].shape[1:]), np.nan, out_info[n].dtype) for n in names
+        }
+    else:
+        names = list(meta["names"])
+        first = next(iter(chunks_done.values()))
+        arrays = {n: np.empty((n_points, *first[n].shape[1:]), first[n].dtype) for n in names}
+    for c, chunk in chunks_done.items():
+        for n in names:
+            arrays[n][c * chunk_size : c * chunk_size + len(chunk[n])] = chunk[n]
+    if chunks_done and progress:
+        print(
+            f"sweep: resuming from {checkpoint.path}: {len(chunks_done)} of {n_chunks} chunks "
+            "already done, skipped.",
+            file=sys.stderr,
+        )
+    meta = {
+        "fingerprint": fingerprint,
+        "chunk_size": chunk_size,
+        "n_points": n_points,
+        "names": names,
+        "done": sorted(chunks_done),
+    }
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(
+        total=n_points,
+        initial=n_points - sum(min(chunk_size, n_points - c * chunk_size) for c in todo),
+        unit="sim",
+        desc="sweep",
+        disable=not progress,
+        file=sys.stderr,
+    )
+    run_time = 0.0
+    with bar:
+        for c in todo:
+            start, stop = c * chunk_size, min(n_points, (c + 1) * chunk_size)
+            index = np.arange(start, start + chunk_size)
+            index = np.where(index < n_points, index, 0)  # pad with point 0, dropped below
+            theta = {p: jnp.asarray(flat[p][index], dtype) for p in paths}
+            t0 = time.perf_counter()
+            out = jax.device_get(compiled(theta, jnp.asarray(index, jnp.int32), key, target))
+            run_time += time.perf_counter() - t0
+            for n in names:
+                arrays[n][start:stop] = out[n][: stop - start]
+            if checkpoint is not None:
+                meta["done"].append(c)
+                checkpoint.save(meta, c, arrays, start, stop)
+            bar.update(stop - start)
+
+    n_run = sum(min(chunk_size, n_points - c * chunk_size) for c in todo)
+    data = _dataset(sim, values, arrays, shape, labels, n_samples)
+    n_failed = int(np.sum(arrays["failed"]))
+    wall = time.perf_counter() - started
+    rate = n_run / run_time if run_time > 0 else float("nan")
+    data.attrs.update(
+        paths=",".join(paths),
+        n_failed=n_failed,
+        chunk_size=chunk_size,
+        wall_time_s=wall,
+        simulations_per_second=rate,
+        objective=str(_name(objective)),
+        statistic=str(_name(statistic)),
+    )
+    return SweepResult(
+        data=data,
+        n_failed=n_failed,
+        wall_time=wall,
+        simulations_per_second=rate,
+        chunk_size=chunk_size,
+        n_chunks=n_chunks,
+        n_resumed=len(chunks_done),
+        memory_per_point=per_point,
+        chunk_memory=chunk_memory,
+    )
+
+
+def _dataset(sim, values, arrays, shape, labels, n_samples):
+    """The results as an xarray Dataset over the grid."""
+    import xarray as xr
+
+    specs = sim._specs()
+    coords: dict[str, Any] = {
+        p: xr.Variable((p,), v, attrs={"units": format_unit(specs[p].unit)})
+        for p, v in values.items()
+    }
+    regions = labels == tuple(sim.network.connectome.labels)
+    chan = "region" if regions else "channel"
+    time_ms = np.asarray(sim.time)[sim.transient_samples :]
+    data_vars = {}
+    for name, array in arrays.items():
+        extra = array.shape[1:]
+        dims = _extra_dims(name, extra, n_samples, chan, len(labels))
+        for d in dims:
+            if d.startswith(chan):
+                coords.setdefault(d, np.asarray(labels))
+            elif d == "time" and len(time_ms) == n_samples:
+                coords.setdefault("time", xr.Variable(("time",), time_ms, attrs={"units": "ms"}))
+        data_vars[name] = (tuple(values) + tuple(dims), array.reshape(shape + extra))
+    return xr.Dataset(data_vars, coords=coords)
