@@ -19,7 +19,7 @@ from ._custom_types import Float, PRNGKeyArray, Signal, State
 from ._delays import DelayPlan, plan_delays
 from ._diffrax import simulate_diffrax
 from ._integrate import simulate_fixed_step
-from ._params import check_domain, parameter_fields
+from ._params import broadcast_to_regions, check_domain, parameter_fields
 from .errors import SimulationError
 from .monitors import AbstractMonitor, Raw, TemporalAverage
 from .network import Network
@@ -345,6 +345,7 @@ class Simulator(eqx.Module):
             ("model", net.model, ("network", "model")),
             ("coupling", net.coupling, ("network", "coupling")),
             ("noise", net.noise, ("network", "noise")),
+            ("monitor", self.monitor, ("monitor",)),
         ):
             if module is None:
                 continue
@@ -419,6 +420,8 @@ class Simulator(eqx.Module):
                 raise ValueError(
                     f"{path}: expected shape {jnp.shape(old)}, got {jnp.shape(value)}."
                 )
+            if path.startswith("monitor."):
+                broadcast_to_regions(value, self.network.n_regions, path)
             sim = eqx.tree_at(lambda s, a=spec.attrs: s._get(a), sim, value)
         sim.network.validate()
         return sim
