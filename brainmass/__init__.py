@@ -8,11 +8,13 @@ sim = bm.Simulator(net, dt=0.1 * u.ms, duration=10 * u.second)
 res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions)
 """
 
+from . import analysis as analysis
 from . import coupling as coupling
 from . import leadfield as leadfield
 from . import models as models
 from . import monitors as monitors
 from . import noise as noise
+from . import objectives as objectives
 from . import solvers as solvers
 from . import units as units
 from ._sweep import SweepResult as SweepResult
@@ -34,11 +36,13 @@ __all__ = [
     "SimulationError",
     "Simulator",
     "SweepResult",
+    "analysis",
     "coupling",
     "leadfield",
     "models",
     "monitors",
     "noise",
+    "objectives",
     "solvers",
     "sweep",
     "units",

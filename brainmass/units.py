@@ -86,7 +86,9 @@ def to_canonical(value: Any, unit: u.Unit | None, name: str, *, dtype=None) -> A
     if isinstance(out, (bool, np.bool_)):
         raise ValueError(f"{name}: expected a number, got a boolean {out!r}.")
     try:
-        arr = jnp.asarray(out, dtype=dtype)
+        # concrete inputs stay concrete even while a function is being traced
+        with jax.ensure_compile_time_eval():
+            arr = jnp.asarray(out, dtype=dtype)
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name}: expected a number or an array, got {value!r}.") from err
     if not jnp.issubdtype(arr.dtype, jnp.number):
