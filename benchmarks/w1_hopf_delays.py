@@ -139,12 +139,24 @@ def bench_brainmass(duration_ms: float, repeats: int, batch: int) -> dict:
 JAX_PEERS = ("vbjax", "tvboptim")
 
 
-def run_peers(duration_ms: float, repeats: int, batch: int) -> dict:
-    """Run each installed peer's runner on the same connectome; {peer: result or error}."""
+def run_peers(
+    duration_ms: float,
+    repeats: int,
+    batch: int,
+    *,
+    n_regions: int = 80,
+    suffix: str = "",
+    extra: tuple[str, ...] = (),
+) -> dict:
+    """Run each installed peer's runner on the same connectome; {peer: result or error}.
+
+    `suffix` selects the workload's runners (`run_<peer><suffix>.py`); `extra`
+    are further command-line arguments for every runner.
+    """
     results = {}
-    conn = bm.Connectome.synthetic(80, seed=0)
+    conn = bm.Connectome.synthetic(n_regions, seed=0)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "w1_connectome.npz"
+        path = Path(tmp) / "connectome.npz"
         np.savez(
             path,
             weights=np.asarray(conn.weights, dtype=np.float64),
@@ -152,24 +164,24 @@ def run_peers(duration_ms: float, repeats: int, batch: int) -> dict:
         )
         for peer, (env, script) in PEERS.items():
             python = HERE / ".peers" / env / "bin" / "python"
-            runner = HERE / "peers" / script
+            runner = HERE / "peers" / script.replace(".py", f"{suffix}.py")
             if not python.exists() or not runner.exists():
                 results[peer] = {"error": "not installed (run benchmarks/setup_peers.sh)"}
                 continue
             cmd = [str(python), str(runner), "--connectome", str(path)]
-            cmd += ["--duration-ms", str(duration_ms), "--repeats", str(repeats)]
+            cmd += ["--duration-ms", str(duration_ms), "--repeats", str(repeats), *extra]
             if batch and peer in JAX_PEERS:
                 cmd += ["--batch", str(batch), "--batch-repeats", "1"]
             env_vars = dict(os.environ, PYTHONPATH="")
+            proc = None
             try:
                 proc = subprocess.run(
-                    cmd, capture_output=True, text=True, timeout=3600, env=env_vars
+                    cmd, capture_output=True, text=True, timeout=7200, env=env_vars
                 )
                 line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
                 results[peer] = json.loads(line)
             except Exception as err:  # a peer failing must not stop the benchmark
-                tail = locals().get("proc")
-                detail = tail.stderr[-400:] if tail is not None else ""
+                detail = proc.stderr[-400:] if proc is not None else ""
                 results[peer] = {"error": f"{type(err).__name__}: {err} {detail}"}
     return results
 

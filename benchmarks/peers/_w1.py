@@ -140,3 +140,95 @@ def result(peer, version, compile_s, steady, integrator, coupling, notes, args, 
     }
     rec.update(extra)
     return rec
+
+
+# --- W2: the W1 network read out as BOLD (additions; nothing above changes W1) -----------------
+# W2: the same Hopf network, equations, parameters, coupling G, speed, noise and stochastic Heun
+# at DT as W1, on a 68-region connectome, 60 s of model time, read out as BOLD with TR = 0.72 s
+# by each peer's own haemodynamic model driven by x. See README.md (W2).
+W2_N_REGIONS = 68
+W2_DURATION_MS = 60_000.0
+TR_MS = 720.0  # BOLD repetition time (0.72 s)
+
+
+def parse_args_w2(peer: str, extra=()) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=f"W2 (Hopf network -> BOLD, TR 0.72 s) in {peer}")
+    p.add_argument("--connectome", required=True, help=".npz with `weights`, `tract_lengths` (mm)")
+    p.add_argument("--duration-ms", type=float, default=W2_DURATION_MS)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--G", type=float, default=G, help=f"global coupling (default {G})")
+    p.add_argument("--a", type=float, default=A, help=f"Hopf parameter a, 1/ms (default {A})")
+    p.add_argument("--tr-ms", type=float, default=TR_MS, help=f"BOLD period, ms (default {TR_MS})")
+    p.add_argument(
+        "--save-bold", default=None, help="also write the last run's BOLD to this .npz (bold, t_ms)"
+    )
+    for flags, kwargs in extra:
+        p.add_argument(*flags, **kwargs)
+    return p.parse_args()
+
+
+def n_bold_expected(duration_ms: float, tr_ms: float) -> int:
+    """floor(duration / TR): the number of whole TRs in the run."""
+    return int(math.floor(duration_ms / tr_ms + 1e-9))
+
+
+def check_bold(
+    bold, t_bold, n_regions: int, n_expected: int, save_path: str | None = None
+) -> tuple[bool, str, dict]:
+    """Sanity of the last run's BOLD: finite, shape (n_expected, n_regions); optionally saved."""
+    bold = np.asarray(bold, dtype=np.float64)
+    t_bold = np.asarray(t_bold, dtype=np.float64).ravel()
+    finite = bool(np.isfinite(bold).all())
+    ok = finite and bold.shape == (n_expected, n_regions) and t_bold.shape == (bold.shape[0],)
+    stats = {
+        "n_bold_samples": int(bold.shape[0]) if bold.ndim else 0,
+        "n_bold_expected": n_expected,
+        "bold_shape": list(bold.shape),
+        "bold_finite": finite,
+        "bold_t_first_ms": round(float(t_bold[0]), 4) if t_bold.size else None,
+        "bold_t_last_ms": round(float(t_bold[-1]), 4) if t_bold.size else None,
+        "bold_mean": float(np.mean(bold)) if bold.size else float("nan"),
+        "bold_std": float(np.std(bold)) if bold.size else float("nan"),
+        # spread over time, averaged over regions: is the signal moving at all?
+        "bold_std_time": float(np.mean(np.std(bold, axis=0))) if bold.size else float("nan"),
+    }
+    if save_path:
+        np.savez(save_path, bold=bold, t_ms=t_bold)
+    msg = (
+        f"BOLD shape {bold.shape} (want ({n_expected}, {n_regions}): floor(duration/TR) x n), "
+        f"finite={finite}, t = {stats['bold_t_first_ms']} .. {stats['bold_t_last_ms']} ms, "
+        f"mean={stats['bold_mean']:.4g}, std={stats['bold_std']:.4g}"
+    )
+    return ok, msg, stats
+
+
+def result_w2(
+    peer,
+    version,
+    compile_s,
+    steady,
+    integrator,
+    coupling,
+    bold_method,
+    notes,
+    args,
+    n_regions,
+    stats,
+    **extra,
+):
+    rec = result(peer, version, compile_s, steady, integrator, coupling, notes, args, n_regions)
+    rec = {"workload": "W2", **rec}
+    rec.update(
+        {
+            "bold": bold_method,
+            "tr_ms": args.tr_ms,
+            "G": args.G,
+            "a": args.a,
+            "sigma": SIGMA,
+            "speed_m_s": SPEED,
+        }
+    )
+    rec.update(stats)
+    rec.update(extra)
+    return rec
