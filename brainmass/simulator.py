@@ -65,6 +65,28 @@ class Result(eqx.Module):
     ok: Any
     labels: tuple[str, ...] = eqx.field(static=True)
 
+    def to_xarray(self, name: str = "signal") -> Any:
+        """The signal as a labelled `xarray.DataArray` with dims `("time", "channel")`.
+
+        Coordinates: `time` in ms (the sample times) and `channel` (the
+        monitor's channel names: region labels or sensor names). Batched
+        results (leading batch axes, from `jax.vmap`) keep those axes as
+        `batch_0`, `batch_1`, ... in front.
+        """
+        import xarray as xr
+
+        signal = np.asarray(self.signal)
+        time = np.asarray(self.time)
+        batch = tuple(f"batch_{i}" for i in range(signal.ndim - 2))
+        if time.ndim > 1:  # vmapped: every lane has the same sample times
+            time = time.reshape(-1, time.shape[-1])[0]
+        return xr.DataArray(
+            signal,
+            dims=(*batch, "time", "channel"),
+            coords={"time": ("time", time, {"units": "ms"}), "channel": list(self.labels)},
+            name=name,
+        )
+
     def check(self) -> Result:
         """Raise `SimulationError` (time and channels named) if the run blew up; else self."""
         if isinstance(self.ok, jax.core.Tracer) or bool(self.ok):
@@ -80,6 +102,14 @@ class Result(eqx.Module):
             )
         else:
             where = "in the final state (after the last sample)"
+        if bad.any() and np.all(np.isfinite(np.asarray(self.final_state))):
+            raise SimulationError(
+                f"the monitor's output became non-finite {where}, while the neural state "
+                "stayed finite: the forward model broke down, not the network. For BOLD, "
+                "the Balloon-Windkessel model fails when the drive pushes blood flow to "
+                "zero; reduce the drive with BOLD(scale=...) or subtract its mean with "
+                "BOLD(baseline=...). run(key, check=False) returns the result without raising."
+            )
         raise SimulationError(
             f"the simulation produced non-finite values (it blew up) {where}. "
             "Try a smaller dt, a weaker coupling or parameters in a stable regime; "

@@ -248,6 +248,28 @@ def test_linear_decay_in_a_simulator_matches_the_reference():
     assert 4.0 <= times[np.argmax(res.signal[:, 1])] / 1e3 <= 6.0
 
 
+def test_haemodynamic_breakdown_is_reported_as_the_monitors_failure():
+    # region B: a 0.1 Hz limit cycle of amplitude 0.5 drives the Balloon model at its
+    # resonance; the blood flow is pushed to zero and the model has no solution, while the
+    # neural state stays finite. Region A (amplitude 0.01) is fine.
+    conn = bm.Connectome.from_arrays(np.zeros((2, 2)), np.zeros((2, 2)), labels=["A", "B"])
+    hopf = bm.models.Hopf(a=[1e-4, 0.25], omega=2 * np.pi * 0.1 * u.Hz)
+    net = bm.Network(hopf, conn, coupling=bm.coupling.Linear(G=0.0))
+    sim = bm.Simulator(
+        net, dt=0.5, duration=30 * u.second, monitor=BOLD(1000.0), init={"x": [0.01, 0.5]}
+    )
+    res = sim.run(check=False)
+    assert not bool(res.ok)
+    assert np.all(np.isfinite(np.asarray(res.final_state)))
+    assert np.all(np.isfinite(np.asarray(res.signal[:, 0])))
+    with pytest.raises(bm.SimulationError, match=r"forward model broke down.*BOLD\(scale"):
+        res.check()
+    with pytest.raises(bm.SimulationError, match="channel.*: B"):
+        res.check()
+    # the remedy the message gives works: a smaller gain keeps the flow positive
+    assert bool(sim.with_params({"monitor.scale": 0.1}).run().ok)
+
+
 def test_delayed_noisy_network_shapes_times_and_gradient():
     tr, n_tr, skip = 720.0, 5, 2
     with jax.enable_x64(True):

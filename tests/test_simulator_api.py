@@ -368,6 +368,24 @@ def test_result_fields_and_closed_form(linear_sim, linear_result, conn):
     np.testing.assert_allclose(np.asarray(res.final_state[0]), exact[-1], atol=2e-5, rtol=1e-4)
 
 
+def test_result_to_xarray_is_labelled(linear_sim, linear_result, conn):
+    da = linear_result.to_xarray()
+    assert da.dims == ("time", "channel")
+    assert list(da["channel"].values) == list(conn.labels)
+    assert da["time"].attrs["units"] == "ms"
+    np.testing.assert_array_equal(da.values, np.asarray(linear_result.signal))
+    np.testing.assert_array_equal(da["time"].values, np.asarray(linear_result.time))
+    label = conn.labels[1]
+    np.testing.assert_array_equal(
+        da.sel(channel=label).values, np.asarray(linear_result.signal)[:, 1]
+    )
+    # a vmapped result keeps its batch axis in front
+    batched = jax.vmap(lambda _: linear_sim.run(None))(jnp.arange(2))
+    db = batched.to_xarray()
+    assert db.dims == ("batch_0", "time", "channel")
+    assert db.shape == (2, T, N)
+
+
 def test_result_of_delayed_two_variable_network(delayed_sim, delayed_result, conn):
     res = delayed_result
     np.testing.assert_allclose(np.asarray(res.time), PERIOD * np.arange(1, T + 1), rtol=1e-6)

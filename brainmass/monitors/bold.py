@@ -191,7 +191,12 @@ class BOLD(AbstractMonitor, ParameterModule):
       and Deco et al. (2013) feed $S$ of the Wong-Wang model. Neural models'
       observables have different units and ranges (a firing rate in kHz, a
       potential in mV), so set it per model: with the default, an input of 1
-      sustained for 1 s gives a BOLD peak of a few percent.
+      sustained for 1 s gives a BOLD peak of a few percent. The
+      Balloon-Windkessel model has no solution once a strong negative (or
+      strongly resonant, near 0.1 Hz) drive pushes the blood flow $f$ to
+      zero; the BOLD output then becomes non-finite while the neural state
+      stays finite (`Result.check` says so; a sweep marks the point failed).
+      A drive of order 0.1 s$^{-2}$ is safe; reduce `scale` for larger ones.
     - `baseline`: subtracted from the variable before scaling (scalar or one
       value per region, in the variable's units), default 0. The monitor only
       sees the recorded values, not the model's resting point, and a causal
