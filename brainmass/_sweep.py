@@ -10,17 +10,12 @@ checkpointed sweep that is interrupted resumes where it stopped.
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import math
 import os
-import re
 import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import brainunit as u
@@ -29,8 +24,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._params import check_domain
+from ._sweep_result import SweepResult, _dataset
+from ._sweep_store import _Checkpoint, _digest
 from .simulator import Simulator
-from .units import format_unit, to_canonical
+from .units import to_canonical
 
 __all__ = ["sweep", "SweepResult"]
 
@@ -39,136 +36,6 @@ MEMORY_FRACTION = 0.5
 # Warn when the kept per-point results of a sweep would take more than this many bytes.
 LARGE_RESULT_BYTES = 2**30
 _RESERVED = ("objective", "failed", "time", "region", "channel")
-
-
-# ------------------------------------------------------------------ result
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SweepResult:
-    """The outcome of `sweep`.
-
-    **Attributes:**
-
-    - `data`: an `xarray.Dataset`. Dimensions: the swept paths in grid order
-      (coordinates: the grid values in the parameter's canonical unit, in
-      `attrs["units"]`), then any per-point dimensions of a statistic.
-      Variables: `"objective"` (when an objective was given), each statistic,
-      and `"failed"` (bool: the simulation produced non-finite values; its
-      objective and statistics are NaN).
-    - `n_failed`: number of failed grid points.
-    - `wall_time`: seconds the `sweep` call took (compilation included).
-    - `simulations_per_second`: points simulated in this call per second of
-      running chunks (compilation excluded; NaN when every chunk was resumed).
-    - `chunk_size`: grid points per vmapped chunk; `n_chunks` chunks in all, of
-      which `n_resumed` were read from the checkpoint.
-    - `memory_per_point`: estimated bytes per point (when the chunk size was
-      chosen from the memory limit), `chunk_memory`: the compiled memory of one
-      chunk in bytes (None when nothing was compiled).
-    """
-
-    data: Any
-    n_failed: int
-    wall_time: float
-    simulations_per_second: float
-    chunk_size: int
-    n_chunks: int
-    n_resumed: int
-    memory_per_point: float | None
-    chunk_memory: int | None
-
-    @property
-    def paths(self) -> tuple[str, ...]:
-        """The swept parameter paths, in grid order."""
-        return tuple(self.data.attrs["paths"].split(","))
-
-    def best(self, minimize: bool = True, var: str = "objective") -> dict[str, float]:
-        """The grid point with the smallest (or largest) value of `var`, failed points skipped.
-
-        **Arguments:**
-
-        - `minimize`: True for the smallest value, False for the largest.
-        - `var`: a variable with one value per point (default `"objective"`).
-
-        **Returns:** `{path: value}` in the parameters' canonical units (ready
-        for `Simulator.with_params`).
-        """
-        if var not in self.data:
-            raise ValueError(
-                f"var: this sweep has no variable {var!r}; expected one of "
-                f"{list(self.data.data_vars)} (pass objective= to sweep for 'objective')."
-            )
-        array = self.data[var]
-        if array.dims != self.paths:
-            raise ValueError(
-                f"var: {var!r} has dimensions {array.dims}, expected one value per grid "
-                f"point {self.paths}; reduce it first, e.g. with an objective."
-            )
-        values = np.asarray(array.values, dtype=float)
-        if not np.any(np.isfinite(values)):
-            raise ValueError(f"var: {var!r} has no finite value (every point failed or is NaN).")
-        flat = np.where(np.isfinite(values), values if minimize else -values, np.inf)
-        index = np.unravel_index(int(np.argmin(flat)), values.shape)
-        return {p: float(self.data[p].values[i]) for p, i in zip(self.paths, index, strict=True)}
-
-    def plot(self, var: Any = "objective", ax: Any = None) -> Any:
-        """Draw `var` over the grid: a line for one swept path, a heatmap for two.
-
-        **Arguments:**
-
-        - `var`: a variable name, or an `xarray.DataArray` of it (e.g. a slice
-          `res.data["objective"].sel({"model.a": -0.02})`) with one or two
-          swept dimensions.
-        - `ax`: a matplotlib Axes; default a new figure (pyplot).
-
-        **Returns:** the matplotlib Axes. Failed points (NaN) are left blank.
-        """
-        array = self.data[var] if isinstance(var, str) else var
-        name = array.name or "value"
-        if array.ndim not in (1, 2) or any(d not in self.paths for d in array.dims):
-            raise ValueError(
-                f"var: expected one or two swept dimensions {self.paths}, got dims "
-                f"{array.dims}; select a slice first, e.g. "
-                f"res.plot(res.data[{name!r}].isel({{{array.dims[-1]!r}: 0}}))."
-            )
-        if ax is None:
-            import matplotlib.pyplot as plt
-
-            _, ax = plt.subplots()
-
-        def label(dim: str) -> str:
-            unit = self.data[dim].attrs.get("units", "")
-            return f"{dim} [{unit}]" if unit else dim
-
-        if array.ndim == 1:
-            dim = array.dims[0]
-            ax.plot(np.asarray(array[dim].values), np.asarray(array.values), marker="o")
-            ax.set_xlabel(label(dim))
-            ax.set_ylabel(name)
-        else:
-            xdim, ydim = array.dims
-            mesh = ax.pcolormesh(
-                np.asarray(array[xdim].values),
-                np.asarray(array[ydim].values),
-                np.asarray(array.values, dtype=float).T,
-                shading="nearest",
-            )
-            ax.figure.colorbar(mesh, ax=ax, label=name)
-            ax.set_xlabel(label(xdim))
-            ax.set_ylabel(label(ydim))
-        return ax
-
-    def to_netcdf(self, path: str | os.PathLike) -> None:
-        """Write `data` to a netCDF file (h5netcdf engine)."""
-        self.data.to_netcdf(path, engine="h5netcdf")
-
-    def __repr__(self) -> str:
-        sizes = ", ".join(f"{p}: {n}" for p, n in self.data.sizes.items() if p in self.paths)
-        return (
-            f"SweepResult({sizes}; variables {list(self.data.data_vars)}; "
-            f"{self.n_failed} failed; {self.wall_time:.3g} s)"
-        )
-
 
 # ------------------------------------------------------------------ helpers
 
@@ -252,55 +119,6 @@ def _compiled_bytes(compiled) -> int | None:
     )
 
 
-def _digest(obj: Any, depth: int = 0) -> str:
-    """A stable (across processes) hash of arrays, callables and plain containers."""
-    h = hashlib.sha256()
-    if depth > 4:
-        h.update(type(obj).__qualname__.encode())
-    elif obj is None or isinstance(obj, (str, int, float, bool, complex)):
-        h.update(repr(obj).encode())
-    elif isinstance(obj, (np.ndarray, jax.Array, np.generic)):
-        if isinstance(obj, jax.Array) and jnp.issubdtype(obj.dtype, jax.dtypes.prng_key):
-            obj = jax.random.key_data(obj)
-        arr = np.asarray(obj)
-        h.update(f"{arr.dtype}{arr.shape}".encode() + np.ascontiguousarray(arr).tobytes())
-    elif isinstance(obj, Mapping):
-        for k in sorted(obj, key=str):
-            h.update(str(k).encode() + _digest(obj[k], depth + 1).encode())
-    elif isinstance(obj, (list, tuple)):
-        for item in obj:
-            h.update(_digest(item, depth + 1).encode())
-    elif hasattr(obj, "__code__"):  # a Python function: name, code, closure
-        code = obj.__code__
-        h.update(f"{getattr(obj, '__module__', '')}.{obj.__qualname__}".encode())
-        h.update(_code_digest(code).encode())
-        for cell in obj.__closure__ or ():
-            try:
-                h.update(_digest(cell.cell_contents, depth + 1).encode())
-            except ValueError:  # an empty cell
-                pass
-    elif hasattr(obj, "func") and hasattr(obj, "keywords"):  # functools.partial
-        h.update(_digest((obj.func, obj.args, dict(obj.keywords)), depth + 1).encode())
-    else:  # a pytree (equinox Module, ...) or an opaque object
-        leaves, treedef = jax.tree_util.tree_flatten(obj)
-        if len(leaves) == 1 and leaves[0] is obj:
-            h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", repr(type(obj))).encode())
-        else:
-            h.update(re.sub(r" at 0x[0-9a-fA-F]+", "", str(treedef)).encode())
-            for leaf in leaves:
-                h.update(_digest(leaf, depth + 1).encode())
-    return h.hexdigest()[:16]
-
-
-def _code_digest(code) -> str:
-    h = hashlib.sha256(code.co_code + repr(code.co_names).encode())
-    for const in code.co_consts:
-        h.update(
-            _code_digest(const).encode() if hasattr(const, "co_code") else repr(const).encode()
-        )
-    return h.hexdigest()[:16]
-
-
 def _name(fn: Any) -> str | None:
     if fn is None:
         return None
@@ -343,108 +161,7 @@ def _signal(signal):
     return signal
 
 
-def _extra_dims(name: str, shape: tuple, n_samples: int, chan: str, n_channels: int) -> list:
-    if shape == (n_samples, n_channels):
-        return ["time", chan]
-    n_chan_axes = sum(s == n_channels for s in shape)
-    suffixes = iter("ijklmn")
-    dims = []
-    for k, size in enumerate(shape):
-        if size == n_channels and n_chan_axes == 1:
-            dims.append(chan)
-        elif size == n_channels:
-            dims.append(f"{chan}_{next(suffixes, str(k))}")
-        else:
-            dims.append(f"{name}_dim_{k}")
-    return dims
-
-
-# ------------------------------------------------------------------ checkpoint
-
-
-class _Checkpoint:
-    """Finished chunks on disk: one `.npz` file, or a directory of one file per chunk.
-
-    Every write goes to a temporary file in the same folder, then `os.replace`s
-    the target, so an interruption never leaves a half-written checkpoint.
-    """
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        self.single = self.path.suffix == ".npz"
-        self.meta_path = self.path if self.single else self.path / "sweep.json"
-
-    def exists(self) -> bool:
-        return self.meta_path.exists()
-
-    def clear(self) -> None:
-        if self.single:
-            self.path.unlink(missing_ok=True)
-            return
-        self.meta_path.unlink(missing_ok=True)
-        for f in self.path.glob("chunk_*.npz"):
-            f.unlink()
-
-    def _write(self, target: Path, write: Callable) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
-
-    def resume(self, fingerprint: dict, chunk_size: int | None, resume: bool):
-        """`(meta, finished chunks)` of a matching checkpoint; `({}, {})` when starting over."""
-        if not self.exists():
-            return {}, {}
-        if not resume:
-            self.clear()
-            return {}, {}
-        meta, chunks = self.read()
-        differ = [k for k in fingerprint if meta["fingerprint"].get(k) != fingerprint[k]]
-        if chunk_size is not None and chunk_size != meta["chunk_size"]:
-            differ.append("chunk_size")
-        if differ:
-            raise ValueError(
-                f"checkpoint_path: {self.path} holds a different sweep ({', '.join(differ)} "
-                "differ). To start over, pass resume=False (it is overwritten), delete it, or "
-                "choose another checkpoint_path."
-            )
-        return meta, chunks
-
-    def read(self) -> tuple[dict, dict[int, dict[str, np.ndarray]]]:
-        """`(meta, {chunk: {name: array of the chunk's points}})`."""
-        if self.single:
-            with np.load(self.path, allow_pickle=False) as z:
-                meta = json.loads(str(z["__meta__"]))
-                arrays = {n: z[f"v{i}"] for i, n in enumerate(meta["names"])}
-            size, n = meta["chunk_size"], meta["n_points"]
-            chunks = {
-                c: {k: a[c * size : min(n, (c + 1) * size)] for k, a in arrays.items()}
-                for c in meta["done"]
-            }
-            return meta, chunks
-        meta = json.loads(self.meta_path.read_text())
-        chunks = {}
-        for f in self.path.glob("chunk_*.npz"):
-            with np.load(f, allow_pickle=False) as z:
-                chunks[int(f.stem.split("_")[1])] = {
-                    n: z[f"v{i}"] for i, n in enumerate(meta["names"])
-                }
-        return meta, chunks
-
-    def save(self, meta: dict, chunk: int, arrays: dict[str, np.ndarray], start: int, stop: int):
-        """Record a finished chunk (`arrays`: all points; rows `start:stop` are the chunk's)."""
-        names = meta["names"]
-        if self.single:
-            blobs = {f"v{i}": arrays[n] for i, n in enumerate(names)}
-            blobs["__meta__"] = np.asarray(json.dumps(meta))
-            self._write(self.path, lambda f: np.savez(f, **blobs))
-            return
-        if not self.meta_path.exists():
-            text = json.dumps({k: v for k, v in meta.items() if k != "done"}).encode()
-            self._write(self.meta_path, lambda f: f.write(text))
-        blobs = {f"v{i}": arrays[n][start:stop] for i, n in enumerate(names)}
-        self._write(self.path / f"chunk_{chunk:06d}.npz", lambda f: np.savez(f, **blobs))
+# ------------------------------------------------------------------ fingerprint, chunk size
 
 
 def _fingerprint(sim, values, objective, statistic, target, key, key_per_point) -> dict:
@@ -755,28 +472,3 @@ def sweep(
         memory_per_point=per_point,
         chunk_memory=chunk_memory,
     )
-
-
-def _dataset(sim, values, arrays, shape, labels, n_samples):
-    """The results as an xarray Dataset over the grid."""
-    import xarray as xr
-
-    specs = sim._specs()
-    coords: dict[str, Any] = {
-        p: xr.Variable((p,), v, attrs={"units": format_unit(specs[p].unit)})
-        for p, v in values.items()
-    }
-    regions = labels == tuple(sim.network.connectome.labels)
-    chan = "region" if regions else "channel"
-    time_ms = np.asarray(sim.time)[sim.transient_samples :]
-    data_vars = {}
-    for name, array in arrays.items():
-        extra = array.shape[1:]
-        dims = _extra_dims(name, extra, n_samples, chan, len(labels))
-        for d in dims:
-            if d.startswith(chan):
-                coords.setdefault(d, np.asarray(labels))
-            elif d == "time" and len(time_ms) == n_samples:
-                coords.setdefault("time", xr.Variable(("time",), time_ms, attrs={"units": "ms"}))
-        data_vars[name] = (tuple(values) + tuple(dims), array.reshape(shape + extra))
-    return xr.Dataset(data_vars, coords=coords)

@@ -20,9 +20,8 @@ one with `Connectome.load` (a TVB connectivity `.zip`, or an `.npz` written by
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Sequence
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any, Literal, final
 
 import equinox as eqx
@@ -30,6 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._connectome_io import read_arrays, write_npz
+from ._connectome_synthetic import synthetic_arrays
 from ._custom_types import Array, Centres, TractLengths, Weights
 from .units import MM, to_canonical
 
@@ -39,15 +40,6 @@ NORMALIZATIONS: tuple[str, ...] = ("max", "row_sum", "spectral_radius")
 """The weight normalisations understood by `Connectome.normalized`."""
 
 Normalization = Literal["max", "row_sum", "spectral_radius"]
-
-# A TVB connectivity zip member is read whole into memory; refuse anything larger
-# than this (a 2000-region matrix as text is ~100 MB), so a hostile archive cannot
-# exhaust memory.
-_MAX_MEMBER_BYTES = 512 * 2**20
-
-_TVB_WEIGHTS = "weights.txt"
-_TVB_TRACTS = "tract_lengths.txt"
-_TVB_CENTRES = "centres.txt"
 
 
 @final
@@ -294,49 +286,7 @@ class Connectome(eqx.Module):
 
         **Raises:** `ValueError` when `n_regions` is not an even integer >= 2.
         """
-        if isinstance(n_regions, bool) or not isinstance(n_regions, (int, np.integer)):
-            raise ValueError(f"n_regions: expected an even integer >= 2, got {n_regions!r}.")
-        if n_regions < 2 or n_regions % 2:
-            raise ValueError(
-                f"n_regions: expected an even integer >= 2 (two hemispheres of equal size), "
-                f"got {n_regions}."
-            )
-        n = int(n_regions)
-        half = n // 2
-        rng = np.random.default_rng(seed)
-
-        centres = _hemisphere_centres(half)
-        diff = centres[:, None, :] - centres[None, :, :]
-        distance = np.sqrt(np.sum(diff**2, axis=-1))
-
-        upper = np.triu(np.ones((n, n), dtype=bool), k=1)
-        left = np.arange(n) < half
-        inter = left[:, None] != left[None, :]
-        homotopic = np.zeros((n, n), dtype=bool)
-        idx = np.arange(half)
-        homotopic[idx, idx + half] = homotopic[idx + half, idx] = True
-
-        noise = rng.lognormal(mean=0.0, sigma=1.0, size=(n, n))
-        raw = np.exp(-distance / _SYNTH_LAMBDA_MM) * noise
-        raw = np.where(inter, _SYNTH_INTER_FACTOR * raw, raw)
-        intra_values = raw[upper & ~inter]
-        strong = np.quantile(intra_values, 0.75) if intra_values.size else 1.0
-        raw = np.where(homotopic, strong * noise, raw)
-
-        candidates = raw[upper]
-        threshold = np.quantile(candidates, 1.0 - _SYNTH_DENSITY)
-        keep = upper & ((raw >= threshold) | homotopic)
-        weights = np.where(keep, raw, 0.0)
-        weights = weights + weights.T
-
-        tortuosity = rng.uniform(1.2, 1.5, size=(n, n))
-        tortuosity = np.triu(tortuosity, k=1)
-        tortuosity = tortuosity + tortuosity.T
-        tract_lengths = np.maximum(distance * tortuosity, _SYNTH_MIN_LENGTH_MM)
-        np.fill_diagonal(tract_lengths, 0.0)
-
-        width = max(2, len(str(half - 1)))
-        labels = [f"L{i:0{width}d}" for i in range(half)] + [f"R{i:0{width}d}" for i in range(half)]
+        weights, tract_lengths, labels, centres = synthetic_arrays(n_regions, seed)
         return cls.from_arrays(weights, tract_lengths, labels, centres, normalize=normalize)
 
     # ------------------------------------------------------------------- I/O
@@ -368,18 +318,7 @@ class Connectome(eqx.Module):
         the message), or invalid contents (see `from_arrays`).
         """
         path = Path(path)
-        suffix = path.suffix.lower()
-        if suffix not in (".zip", ".npz"):
-            raise ValueError(
-                f"{path}: unknown connectome format {path.suffix!r}; expected a TVB "
-                "connectivity '.zip' or a '.npz' written by Connectome.save."
-            )
-        if not path.is_file():
-            raise FileNotFoundError(f"connectome file not found: {path}")
-        if suffix == ".zip":
-            arrays = _read_tvb_zip(path)
-        else:
-            arrays = _read_npz(path)
+        arrays = read_arrays(path)
         try:
             return cls.from_arrays(**arrays, normalize=normalize)
         except ValueError as err:
@@ -399,45 +338,7 @@ class Connectome(eqx.Module):
 
         **Raises:** `ValueError` when `path` does not end in `.npz`.
         """
-        path = Path(path)
-        if path.suffix.lower() != ".npz":
-            raise ValueError(f"path: expected a file name ending in '.npz', got {str(path)!r}.")
-        arrays = {
-            "weights": np.asarray(self.weights),
-            "tract_lengths": np.asarray(self.tract_lengths),
-            "labels": np.asarray(self.labels, dtype=np.str_),
-        }
-        if self.centres is not None:
-            arrays["centres"] = np.asarray(self.centres)
-        with open(path, "wb") as f:
-            np.savez(f, **arrays)
-        return path
-
-
-# ----------------------------------------------------------------- synthetic
-
-_SYNTH_LAMBDA_MM = 30.0  # length constant of the exponential distance rule
-_SYNTH_INTER_FACTOR = 0.1  # damping of heterotopic inter-hemispheric connections
-_SYNTH_DENSITY = 0.4  # fraction of region pairs kept (homotopic pairs always kept)
-_SYNTH_MIN_LENGTH_MM = 5.0  # shortest tract: 1 ms at 5 m/s
-_SYNTH_SEMI_AXES_MM = (65.0, 85.0, 55.0)  # lateral half-width, half-length, half-height
-_SYNTH_MIDLINE_GAP_MM = 4.0  # distance of the medial surface from x = 0
-_SYNTH_Z_OFFSET_MM = 10.0  # cortex centroid above the origin (AC)
-
-
-def _hemisphere_centres(half: int) -> np.ndarray:
-    """Centres (2 * half, 3) in mm: left half-shell, then its mirror image on the right."""
-    k = np.arange(half) + 0.5
-    ux = k / half  # uniform in |x| -> uniform in area on the half-sphere
-    radius = np.sqrt(1.0 - ux**2)
-    phi = k * np.pi * (3.0 - np.sqrt(5.0))  # golden angle
-    ax, ay, az = _SYNTH_SEMI_AXES_MM
-    x = -(_SYNTH_MIDLINE_GAP_MM + ax * ux)
-    y = ay * radius * np.cos(phi)
-    z = az * radius * np.sin(phi) + _SYNTH_Z_OFFSET_MM
-    left = np.stack([x, y, z], axis=1)
-    right = left * np.array([-1.0, 1.0, 1.0])
-    return np.concatenate([left, right], axis=0)
+        return write_npz(self, path)
 
 
 # -------------------------------------------------------------------- checks
@@ -518,162 +419,3 @@ def _check_labels(labels: Sequence[str] | None, n: int) -> tuple[str, ...]:
 def _unknown_normalization(method: Any, name: str) -> str:
     options = ", ".join(repr(m) for m in NORMALIZATIONS)
     return f"{name}: unknown normalisation {method!r}; expected one of {options}."
-
-
-# ---------------------------------------------------------------- TVB zip
-
-
-def _read_tvb_zip(path: Path) -> dict[str, Any]:
-    """Read weights, tract lengths, labels and centres from a TVB connectivity zip."""
-    source = path.name
-    try:
-        archive = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as err:
-        raise ValueError(f"{source}: not a readable zip archive ({err}).") from err
-    with archive:
-        weights = _parse_matrix(_read_member(archive, source, _TVB_WEIGHTS), source, _TVB_WEIGHTS)
-        tracts = _parse_matrix(_read_member(archive, source, _TVB_TRACTS), source, _TVB_TRACTS)
-        labels, centres = _parse_centres(
-            _read_member(archive, source, _TVB_CENTRES), source, _TVB_CENTRES
-        )
-    n = weights.shape[0]
-    if tracts.shape != weights.shape:
-        raise ValueError(
-            f"{source}: member '{_TVB_TRACTS}' is {tracts.shape[0]} x {tracts.shape[1]}, "
-            f"expected {n} x {n} like '{_TVB_WEIGHTS}'."
-        )
-    if len(labels) != n:
-        raise ValueError(
-            f"{source}: member '{_TVB_CENTRES}' has {len(labels)} regions, expected {n} "
-            f"(the size of '{_TVB_WEIGHTS}')."
-        )
-    return {"weights": weights, "tract_lengths": tracts, "labels": labels, "centres": centres}
-
-
-def _read_member(archive: zipfile.ZipFile, source: str, member: str) -> str:
-    """Read the one archive member whose base name is `member` into memory, as text."""
-    matches = [
-        info
-        for info in archive.infolist()
-        if not info.is_dir() and PurePosixPath(info.filename.replace("\\", "/")).name == member
-    ]
-    if not matches:
-        raise ValueError(f"{source}: member '{member}' is missing.")
-    if len(matches) > 1:
-        names = ", ".join(repr(info.filename) for info in matches)
-        raise ValueError(
-            f"{source}: member '{member}' is ambiguous, found {len(matches)}: {names}."
-        )
-    info = matches[0]
-    if info.file_size > _MAX_MEMBER_BYTES:
-        raise ValueError(
-            f"{source}: member '{member}' is {info.file_size} bytes, more than the "
-            f"{_MAX_MEMBER_BYTES} bytes a connectivity file may have."
-        )
-    try:
-        data = archive.read(info)
-    except (zipfile.BadZipFile, OSError, NotImplementedError, RuntimeError) as err:
-        raise ValueError(f"{source}: member '{member}' cannot be read ({err}).") from err
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        raise ValueError(f"{source}: member '{member}' is not UTF-8 text ({err}).") from err
-
-
-def _numbered_lines(text: str):
-    for lineno, line in enumerate(text.splitlines(), start=1):
-        stripped = line.strip()
-        if stripped and not stripped.startswith("#"):
-            yield lineno, stripped
-
-
-def _parse_matrix(text: str, source: str, member: str) -> np.ndarray:
-    """Parse a square float matrix from whitespace-separated text."""
-    rows: list[list[float]] = []
-    line_numbers: list[int] = []
-    for lineno, line in _numbered_lines(text):
-        try:
-            rows.append([float(token) for token in line.replace(",", " ").split()])
-        except ValueError as err:
-            raise ValueError(
-                f"{source}: member '{member}' line {lineno}: expected numbers, got {line[:60]!r}."
-            ) from err
-        line_numbers.append(lineno)
-    if not rows:
-        raise ValueError(f"{source}: member '{member}' is empty; expected an n x n matrix.")
-    n = len(rows)
-    for lineno, row in zip(line_numbers, rows, strict=True):
-        if len(row) != n:
-            raise ValueError(
-                f"{source}: member '{member}' line {lineno} has {len(row)} columns, expected "
-                f"{n} (a square matrix with {n} rows)."
-            )
-    return np.asarray(rows, dtype=np.float64)
-
-
-def _parse_centres(text: str, source: str, member: str) -> tuple[list[str], np.ndarray]:
-    """Parse labels and (n, 3) coordinates from lines `label x y z`."""
-    labels: list[str] = []
-    coords: list[list[float]] = []
-    for lineno, line in _numbered_lines(text):
-        tokens = line.split()
-        if len(tokens) != 4:
-            raise ValueError(
-                f"{source}: member '{member}' line {lineno}: expected 'label x y z', "
-                f"got {len(tokens)} fields ({line[:60]!r})."
-            )
-        try:
-            coords.append([float(t) for t in tokens[1:]])
-        except ValueError as err:
-            raise ValueError(
-                f"{source}: member '{member}' line {lineno}: expected numeric x y z, "
-                f"got {line[:60]!r}."
-            ) from err
-        labels.append(tokens[0])
-    if not labels:
-        raise ValueError(f"{source}: member '{member}' is empty; expected lines 'label x y z'.")
-    return labels, np.asarray(coords, dtype=np.float64)
-
-
-# ----------------------------------------------------------------------- npz
-
-
-def _read_npz(path: Path) -> dict[str, Any]:
-    """Read the arrays of an `.npz` written by `Connectome.save`, never unpickling."""
-    source = path.name
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, zipfile.BadZipFile) as err:
-        raise ValueError(f"{source}: not a readable .npz file ({err}).") from err
-    if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{source}: expected an .npz archive of named arrays, got a single array.")
-    with archive:
-        out: dict[str, Any] = {}
-        for key in ("weights", "tract_lengths", "labels", "centres"):
-            if key not in archive.files:
-                if key == "centres":
-                    continue
-                raise ValueError(
-                    f"{source}: key '{key}' is missing; expected keys 'weights', "
-                    f"'tract_lengths', 'labels' (and optionally 'centres'), got {archive.files}."
-                )
-            try:
-                out[key] = archive[key]
-            except ValueError as err:
-                raise ValueError(
-                    f"{source}: key '{key}' cannot be read without unpickling ({err}); "
-                    "brainmass never loads pickled data. Re-save with Connectome.save."
-                ) from err
-    labels = out["labels"]
-    if labels.ndim != 1 or labels.dtype.kind != "U":
-        raise ValueError(
-            f"{source}: key 'labels' must be a 1-D unicode string array, got dtype "
-            f"{labels.dtype} and shape {labels.shape}."
-        )
-    out["labels"] = [str(lab) for lab in labels]
-    for key in ("weights", "tract_lengths", "centres"):
-        if key in out and out[key].dtype.kind not in "fiu":
-            raise ValueError(
-                f"{source}: key '{key}' must be a numeric array, got dtype {out[key].dtype}."
-            )
-    return out
