@@ -10,6 +10,7 @@ res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions
 
 from . import analysis as analysis
 from . import coupling as coupling
+from . import fitting as fitting
 from . import leadfield as leadfield
 from . import models as models
 from . import monitors as monitors
@@ -21,6 +22,11 @@ from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
 from .connectome import Connectome as Connectome
 from .errors import SimulationError as SimulationError
+from .fitting import Bounded as Bounded
+from .fitting import FitResult as FitResult
+from .fitting import Fitter as Fitter
+from .fitting import Positive as Positive
+from .fitting import Unbounded as Unbounded
 from .network import Network as Network
 from .simulator import ParameterInfo as ParameterInfo
 from .simulator import Result as Result
@@ -29,15 +35,21 @@ from .simulator import Simulator as Simulator
 __version__ = "0.1.0"
 
 __all__ = [
+    "Bounded",
     "Connectome",
+    "FitResult",
+    "Fitter",
     "Network",
     "ParameterInfo",
+    "Positive",
     "Result",
     "SimulationError",
     "Simulator",
     "SweepResult",
+    "Unbounded",
     "analysis",
     "coupling",
+    "fitting",
     "leadfield",
     "models",
     "monitors",

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._params import check_domain
+from ._progress import progress_bar
 from ._sweep_result import SweepResult, _dataset
 from ._sweep_store import _Checkpoint, _digest
 from .simulator import Simulator
@@ -420,9 +421,7 @@ def sweep(
         "done": sorted(chunks_done),
     }
 
-    from tqdm.auto import tqdm
-
-    bar = tqdm(
+    bar = progress_bar(
         total=n_points,
         initial=n_points - sum(min(chunk_size, n_points - c * chunk_size) for c in todo),
         unit="sim",
