@@ -1,5 +1,12 @@
-"""Neural mass models, one per file; `list_models()` lists them."""
+"""Neural mass models, one per file; `list_models()` lists them.
 
+A model of your own subclasses `AbstractNeuralMass` and declares each of its
+parameters with `param(default, unit=..., domain=..., doc=...)`, so that it
+carries its unit and domain and appears in `Simulator.params()`, where sweeps,
+the `Fitter` and inference find it by its dotted path (`"model.gain"`).
+"""
+
+from .._params import param as param
 from ._base import AbstractNeuralMass as AbstractNeuralMass
 from .coombes_byrne import CoombesByrne as CoombesByrne
 from .fitzhugh_nagumo import FitzHughNagumo as FitzHughNagumo
@@ -41,4 +48,4 @@ def get_model(name: str) -> type[AbstractNeuralMass]:
         raise ValueError(f"model: unknown model {name!r}; expected one of {known}.") from None
 
 
-__all__ = ["AbstractNeuralMass", "get_model", "list_models", *sorted(_MODELS)]
+__all__ = ["AbstractNeuralMass", "get_model", "list_models", "param", *sorted(_MODELS)]
