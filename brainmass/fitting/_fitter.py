@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -180,9 +181,10 @@ class Fitter:
         self.progress = bool(progress)
         self.stochastic = sim.network.noise is not None
         if self.method_name == "differential_evolution" and self.space.box() is None:
+            unbounded = [e.path for e in self.space.entries if e.bounds is None]
             raise ValueError(
-                "method: differential_evolution searches a box; give every parameter as "
-                "bm.Bounded(low, high)."
+                f"method: differential_evolution searches a box, but {unbounded} have no "
+                "bounds; give every parameter as bm.Bounded(low, high)."
             )
         self._simulate = sim.function(self.space.paths, output="result")
 
@@ -193,6 +195,13 @@ class Fitter:
         value = jnp.reshape(jnp.asarray(self.objective(result.signal, self.target)), ())
         ok = jnp.asarray(result.ok) & jnp.isfinite(value)
         return jnp.where(ok, value, jnp.inf), ok
+
+    def _jitted(self, name: str, build: Callable[[Fitter], Any]) -> Any:
+        """The compiled function `build(self)`, built once per Fitter: repeated fits reuse it."""
+        compiled = self.__dict__.setdefault("_compiled", {})
+        if name not in compiled:
+            compiled[name] = build(self)
+        return compiled[name]
 
     def _key(self, key: Any, iteration: int) -> Any:
         if key is None:
@@ -206,7 +215,8 @@ class Fitter:
         specs = self.sim._specs()
         values = {p: to_canonical(theta[p], specs[p].unit, p) for p in self.space.paths}
         z = self.space.to_z(values)
-        value, _ = jax.jit(self._loss)(z, self._check_key(key))
+        single = self._jitted("loss", lambda f: eqx.filter_jit(f._loss))
+        value, _ = single(z, self._check_key(key))
         return float(value)
 
     def _check_key(self, key: Any) -> Any:
@@ -276,9 +286,15 @@ class Fitter:
                 raise ValueError(f"init[{i}]: missing values for {missing}.")
             canon = {p: to_canonical(values[p], specs[p].unit, p) for p in self.space.paths}
             z = self.space.to_z(canon)
-            if not bool(jnp.all(jnp.isfinite(z))):
+            outside = [
+                e.path
+                for e in self.space.entries
+                if not bool(jnp.all(jnp.isfinite(z[e.offset : e.offset + e.size])))
+            ]
+            if outside:
                 raise ValueError(
-                    f"init[{i}]: {values} lies outside the parameters' domains (bounds)."
+                    f"init[{i}]: the values of {outside} lie outside the parameters' domains "
+                    f"(bounds, or > 0 for Positive); got {values}."
                 )
             zs.append(z)
         if len(zs) < self.n_starts:  # one given start, the others random

@@ -51,7 +51,7 @@ def run_gradient(
     (the point whose gradient was taken), so the best point is one that was
     evaluated. Returns the best point and the best loss of each start.
     """
-    step = _make_step(fitter)
+    step = fitter._jitted("gradient_step", _make_step)
     zs = jnp.asarray(starts)
     states = jax.vmap(fitter.optimizer.init)(zs)
     start_best = np.full(zs.shape[0], np.inf)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import equinox as eqx
@@ -23,7 +25,10 @@ def batch_loss(fitter: Fitter):
     The last chunk is padded to full size (repeating its last point) so one
     compilation serves every batch.
     """
-    evaluate = eqx.filter_jit(jax.vmap(lambda z, key: fitter._loss(z, key)[0], in_axes=(0, None)))
+    evaluate = fitter._jitted(
+        "batch_loss",
+        lambda f: eqx.filter_jit(jax.vmap(lambda z, key: f._loss(z, key)[0], in_axes=(0, None))),
+    )
     chunk = fitter.batch_size
 
     def losses(zs: Any, key: Any) -> np.ndarray:
@@ -59,16 +64,51 @@ def run_nevergrad(
     )
     losses_of = batch_loss(fitter)
     for i in range(steps):
-        candidates = [optimizer.ask() for _ in range(population)]
+        with _metamodel_guard():
+            candidates = [optimizer.ask() for _ in range(population)]
         zs = np.stack([c.value for c in candidates])
         losses = losses_of(zs, fitter._key(key, i))
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _metamodel_guard():
             warnings.simplefilter("ignore", ng.errors.LossTooLargeWarning)
             for candidate, loss in zip(candidates, losses, strict=True):
                 optimizer.tell(candidate, float(loss) if np.isfinite(loss) else float("inf"))
         if recorder.record(zs, losses):
             break
     return recorder.best_z, np.asarray([recorder.best_loss])
+
+
+@contextlib.contextmanager
+def _metamodel_guard() -> Iterator[None]:
+    """Turn off nevergrad's metamodel proposals where NumPy breaks them.
+
+    nevergrad's `learn_on_k_best` (nevergrad 1.0.12; used by `NGOpt`, the
+    `MetaModel*` and some `DE` variants) calls `float()` on a one-element
+    array: an error from NumPy 2.5 on, raised while a thread of its inner
+    Powell search waits for that value, so the fit fails and the process never
+    exits. Where NumPy refuses that conversion, `learn_on_k_best` is replaced,
+    for the duration of each `ask` and `tell`, by one that reports a metamodel
+    failure, and the optimisers take their own step instead (what they do
+    whenever the metamodel fails).
+    """
+    try:
+        float(np.ones(1))
+        broken = False
+    except TypeError:
+        broken = True
+    if not broken:
+        yield
+        return
+    from nevergrad.optimization import metamodel, optimizerlib
+
+    def unavailable(*args: Any, **kwargs: Any) -> Any:
+        raise metamodel.MetaModelFailure("metamodel turned off: it needs NumPy < 2.5")
+
+    saved = metamodel.learn_on_k_best, optimizerlib.learn_on_k_best
+    metamodel.learn_on_k_best = optimizerlib.learn_on_k_best = unavailable
+    try:
+        yield
+    finally:
+        metamodel.learn_on_k_best, optimizerlib.learn_on_k_best = saved
 
 
 def run_scipy(
@@ -80,32 +120,40 @@ def run_scipy(
     import scipy.optimize
 
     space_key = fitter._key(key, 0)
+    start_best = [np.inf]  # the best loss of the start being run
+
+    def record(z, value, gradients=0):
+        start_best[0] = min(start_best[0], value)
+        if recorder.record(z[None], [value], gradients=gradients):
+            raise StopIteration
+
     if fitter.method_name == "L-BFGS-B":
-        value_and_grad = eqx.filter_jit(jax.value_and_grad(fitter._loss, has_aux=True))
+        value_and_grad = fitter._jitted(
+            "value_and_grad", lambda f: eqx.filter_jit(jax.value_and_grad(f._loss, has_aux=True))
+        )
 
         def fun(z):
             (value, ok), grad = value_and_grad(jnp.asarray(z, jnp.result_type(float)), space_key)
             value, grad = float(value), np.asarray(grad, dtype=np.float64)
             good = bool(ok) and np.isfinite(value) and np.all(np.isfinite(grad))
-            if recorder.record(z[None], [value if good else np.inf], gradients=1):
-                raise StopIteration
+            record(z, value if good else np.inf, gradients=1)
             return (value, grad) if good else (np.inf, np.zeros_like(grad))
 
         jac = True
     else:
-        single = eqx.filter_jit(fitter._loss)
+        single = fitter._jitted("loss", lambda f: eqx.filter_jit(f._loss))
 
         def fun(z):
             value, ok = single(jnp.asarray(z, jnp.result_type(float)), space_key)
             value = float(value) if bool(ok) else np.inf
-            if recorder.record(z[None], [value]):
-                raise StopIteration
+            record(z, value)
             return value
 
         jac = None
-    start_losses = []
-    for z0 in np.asarray(starts, dtype=np.float64):
-        before = recorder.best_loss
+    starts = np.asarray(starts, dtype=np.float64)
+    start_losses = np.full(starts.shape[0], np.inf)  # starts not run (early stop) stay inf
+    for i, z0 in enumerate(starts):
+        start_best[0] = np.inf
         options = {"maxiter": steps}
         if fitter.method_name == "Nelder-Mead":
             # a simplex one unit of z wide per parameter (scipy's default, 5 % of z0, is
@@ -115,10 +163,10 @@ def run_scipy(
             scipy.optimize.minimize(fun, z0, jac=jac, method=fitter.method_name, options=options)
         except StopIteration:
             recorder.stopped_early = True
-        start_losses.append(min(recorder.best_loss, before))
+        start_losses[i] = start_best[0]
         if recorder.stopped_early:
             break
-    return recorder.best_z, np.asarray(start_losses)
+    return recorder.best_z, start_losses
 
 
 def _differential_evolution(
@@ -131,7 +179,9 @@ def _differential_evolution(
     low, high = space.box()
     margin = 1e-6 * (high - low)
     losses_of = batch_loss(fitter)
-    to_z = jax.jit(jax.vmap(lambda x: space.to_z(space.vector_to_theta(x))))
+    to_z = fitter._jitted(
+        "values_to_z", lambda f: jax.jit(jax.vmap(lambda x: space.to_z(space.vector_to_theta(x))))
+    )
     generation = [0]
 
     def func(x):  # x: (size, S) with vectorized=True

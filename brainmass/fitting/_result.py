@@ -34,7 +34,8 @@ class FitResult:
     - `simulations_history`: `(n_iterations,)`, simulations run up to and
       including each iteration.
     - `start_losses`: `(n_starts,)`, the best loss of each start (gradient
-      methods with several starts; one entry otherwise).
+      methods and L-BFGS-B with several starts; one entry otherwise). A start
+      that early stopping cut off before it ran (L-BFGS-B) has inf.
     - `n_simulations`: forward simulations run (a gradient evaluation counts one).
     - `n_gradient_evaluations`: gradients computed (0 for gradient-free methods).
     - `n_failed`: evaluations that produced NaN or inf (counted as an infinite

@@ -232,6 +232,8 @@ class ParameterSpace(eqx.Module):
                 )
             shape = (n_regions,) if parameter.per_region else ()
             bounds = _bounds(parameter, spec.unit, path)
+            if isinstance(parameter, Unbounded):
+                parameter = _canonical_scale(parameter, spec.unit, path)
             z0 = parameter.inverse(_initial(parameter, current, spec, shape, bounds, path), bounds)
             entries.append(
                 _Entry(path, parameter, shape, offset, bounds, format_unit(spec.unit), z0)
@@ -275,21 +277,16 @@ class ParameterSpace(eqx.Module):
         """`n` starting points `(n, size)`: the initial point first, then random ones."""
         if n == 1:
             return self.z0[None]
-        starts = []
-        for i in range(n - 1):
-            k = jax.random.fold_in(key, i)
-            starts.append(
-                jnp.concatenate(
-                    [
-                        jnp.reshape(
-                            e.parameter.random_start(jax.random.fold_in(k, j), e.z0, e.bounds),
-                            (-1,),
-                        )
-                        for j, e in enumerate(self.entries)
-                    ]
+        keys = jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, jnp.arange(n - 1))
+        blocks = [
+            jax.vmap(
+                lambda k, j=j, e=e: jnp.reshape(
+                    e.parameter.random_start(jax.random.fold_in(k, j), e.z0, e.bounds), (-1,)
                 )
-            )
-        return jnp.stack([self.z0, *starts])
+            )(keys)
+            for j, e in enumerate(self.entries)
+        ]
+        return jnp.concatenate([self.z0[None], jnp.concatenate(blocks, axis=1)])
 
     def box(self) -> tuple[np.ndarray, np.ndarray] | None:
         """Lower and upper bounds of the parameter values `(size,)`, or None unless all Bounded."""
@@ -323,6 +320,16 @@ def _bounds(parameter: AbstractParameter, unit, path: str) -> tuple[float, float
             f"params[{path!r}]: expected finite bounds low < high, got ({low}, {high})."
         )
     return low, high
+
+
+def _canonical_scale(parameter: Unbounded, unit, path: str) -> Unbounded:
+    """The parameter with its `scale` as a float in the canonical unit (> 0)."""
+    scale = np.asarray(to_canonical(parameter.scale, unit, f"params[{path!r}].scale"), float)
+    if not (scale.ndim == 0 and math.isfinite(scale) and scale > 0):
+        raise ValueError(
+            f"params[{path!r}].scale: expected a finite scalar spread > 0, got {parameter.scale!r}."
+        )
+    return Unbounded(init=parameter.init, per_region=parameter.per_region, scale=float(scale))
 
 
 def _initial(parameter, current, spec, shape, bounds, path) -> np.ndarray:
