@@ -525,6 +525,16 @@ def test_simulations_to_reach():
     assert res.simulations_to_reach(10.0) == 8 and res.simulations_to_reach(5.0) == 8
     assert res.simulations_to_reach(3.5) == 16 and res.simulations_to_reach(3.0) == 16
     assert res.simulations_to_reach(2.0) == 32 and res.simulations_to_reach(0.5) is None
+    assert res.time_to_reach(3.0) is None  # no time history recorded
+    timed = dataclasses.replace(res, time_history=np.array([0.1, 0.2, 0.3, 0.4]))
+    assert timed.time_to_reach(3.5) == 0.2 and timed.time_to_reach(0.5) is None
+
+
+def test_time_history_is_recorded(adam_fit):
+    _, res = adam_fit
+    times = res.time_history
+    assert times.shape == res.loss_history.shape
+    assert np.all(np.diff(times) >= 0) and 0 < times[-1] <= res.wall_time
 
 
 def test_plot_and_repr(adam_fit):
@@ -538,8 +548,10 @@ def test_plot_and_repr(adam_fit):
     np.testing.assert_array_equal(y, res.best_history)
     assert res.plot(ax, x="iterations", label="again") is ax
     np.testing.assert_array_equal(ax.lines[1].get_data()[0], np.arange(1, res.n_iterations + 1))
-    with pytest.raises(ValueError, match="x: expected 'simulations' or 'iterations'"):
-        res.plot(ax, x="time")
+    assert res.plot(ax, x="time") is ax
+    np.testing.assert_array_equal(ax.lines[2].get_data()[0], res.time_history)
+    with pytest.raises(ValueError, match="x: expected 'simulations', 'iterations' or 'time'"):
+        res.plot(ax, x="wall")
     plt.close("all")
     text = repr(res)
     assert text.startswith("FitResult(adam: loss") and "1/ms" in text and "40 simulations" in text

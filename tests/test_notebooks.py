@@ -20,7 +20,14 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 
 def test_the_notebooks_are_found():
     names = {p.stem for p in NOTEBOOKS}
-    assert {"analyze_results", "parameter_sweeps", "custom_objective"} <= names
+    assert {
+        "analyze_results",
+        "parameter_sweeps",
+        "custom_objective",
+        "fitting_with_gradients",
+        "gradient_free_fitting",
+        "per_region_fitting",
+    } <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

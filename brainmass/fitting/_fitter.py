@@ -248,7 +248,6 @@ class Fitter:
         key = self._check_key(key)
         starts = self._starts(key, init)
         recorder = _Recorder(self, steps)
-        start = time.perf_counter()
         if self.kind == "gradient":
             from ._gradient import run_gradient
 
@@ -261,7 +260,7 @@ class Fitter:
             from ._gradient_free import run_scipy
 
             best_z, start_losses = run_scipy(self, key, steps, starts, recorder)
-        return recorder.result(best_z, start_losses, time.perf_counter() - start)
+        return recorder.result(best_z, start_losses, time.perf_counter() - recorder.t0)
 
     def _starts(self, key: Any, init: Any) -> Any:
         """The starting points `(n_starts, size)` in z."""
@@ -315,6 +314,8 @@ class _Recorder:
         self.losses: list[float] = []
         self.best: list[float] = []
         self.sims: list[int] = []
+        self.times: list[float] = []
+        self.t0 = time.perf_counter()
         self.n_simulations = 0
         self.n_gradients = 0
         self.n_failed = 0
@@ -344,6 +345,7 @@ class _Recorder:
         self.losses.append(lowest)
         self.best.append(self.best_loss)
         self.sims.append(self.n_simulations)
+        self.times.append(time.perf_counter() - self.t0)
         self.bar.update(1)
         self.bar.set_postfix(best=f"{self.best_loss:.4g}", refresh=False)
         self._since_improvement = 0 if improved else self._since_improvement + 1
@@ -366,6 +368,7 @@ class _Recorder:
             loss_history=np.asarray(self.losses),
             best_history=np.asarray(self.best),
             simulations_history=np.asarray(self.sims, dtype=np.int64),
+            time_history=np.asarray(self.times, dtype=float),
             start_losses=np.asarray(start_losses, dtype=float).reshape(-1),
             n_simulations=self.n_simulations,
             n_gradient_evaluations=self.n_gradients,

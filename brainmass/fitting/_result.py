@@ -42,6 +42,8 @@ class FitResult:
       loss; the fit went on).
     - `wall_time`: seconds the fit took (compilation included).
     - `stopped_early`: True when early stopping ended the fit.
+    - `time_history`: `(n_iterations,)`, seconds from the start of the fit to
+      the end of each iteration (compilation included, as a user waits for it).
     """
 
     params: dict[str, np.ndarray]
@@ -57,6 +59,7 @@ class FitResult:
     n_failed: int
     wall_time: float
     stopped_early: bool = False
+    time_history: np.ndarray | None = None
 
     @property
     def n_iterations(self) -> int:
@@ -68,20 +71,33 @@ class FitResult:
         hit = np.flatnonzero(self.best_history <= loss)
         return None if hit.size == 0 else int(self.simulations_history[hit[0]])
 
+    def time_to_reach(self, loss: float) -> float | None:
+        """Seconds until the best loss first fell to `loss` or below (None: never, or no times)."""
+        if self.time_history is None:
+            return None
+        hit = np.flatnonzero(self.best_history <= loss)
+        return None if hit.size == 0 else float(self.time_history[hit[0]])
+
     def plot(self, ax: Any = None, *, x: str = "simulations", label: str | None = None) -> Any:
-        """Plot the best loss so far against simulations (or `x="iterations"`).
+        """Plot the best loss so far against simulations (or `x="iterations"` or `"time"`).
 
         **Returns:** the matplotlib Axes (a new figure when `ax` is None).
         """
-        if x not in ("simulations", "iterations"):
-            raise ValueError(f"x: expected 'simulations' or 'iterations', got {x!r}.")
+        if x not in ("simulations", "iterations", "time"):
+            raise ValueError(f"x: expected 'simulations', 'iterations' or 'time', got {x!r}.")
+        if x == "time" and self.time_history is None:
+            raise ValueError("x: this result has no time history (saved by an older version).")
         if ax is None:
             import matplotlib.pyplot as plt
 
             _, ax = plt.subplots()
-        xs = self.simulations_history if x == "simulations" else np.arange(1, self.n_iterations + 1)
+        xs = {
+            "simulations": self.simulations_history,
+            "iterations": np.arange(1, self.n_iterations + 1),
+            "time": self.time_history,
+        }[x]
         ax.plot(xs, self.best_history, label=label or self.method)
-        ax.set_xlabel(x)
+        ax.set_xlabel("time [s]" if x == "time" else x)
         ax.set_ylabel("best loss")
         return ax
 
@@ -111,6 +127,7 @@ class FitResult:
             best_history=self.best_history,
             simulations_history=self.simulations_history,
             start_losses=self.start_losses,
+            **({} if self.time_history is None else {"time_history": self.time_history}),
             **arrays,
         )
         os.replace(tmp, path)
@@ -138,6 +155,7 @@ class FitResult:
                 n_failed=int(meta["n_failed"]),
                 wall_time=float(meta["wall_time"]),
                 stopped_early=bool(meta["stopped_early"]),
+                time_history=np.asarray(data["time_history"]) if "time_history" in data else None,
             )
 
     def __repr__(self) -> str:
