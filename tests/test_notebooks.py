@@ -27,6 +27,8 @@ def test_the_notebooks_are_found():
         "fitting_with_gradients",
         "gradient_free_fitting",
         "per_region_fitting",
+        "eeg_fitting",
+        "data_driven_workflow",
     } <= names
 
 
