@@ -110,6 +110,18 @@ def main(argv=None) -> int:
         f"({result.wall_time:.0f} s in all, {result.n_failed} failed)"
     )
     print(f"  best grid point         {out['best']}")
+    if result.n_failed:
+        failed = result.data["failed"]
+        stacked = failed.stack(point=("coupling.G", "model.a"))
+        where = stacked.point.values[stacked.values]
+        gs = [g for g, _ in where]
+        as_ = [a for _, a in where]
+        out["failed_G_range"] = [min(gs), max(gs)]
+        out["failed_a_range"] = [min(as_), max(as_)]
+        print(
+            f"  failed points           G in [{min(gs):.3g}, {max(gs):.3g}], "
+            f"a in [{min(as_):.3g}, {max(as_):.3g}] /ms"
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2))
     return 0
