@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from ..simulator import Simulator
+from ..units import to_canonical
 from ._result import FitResult
 from ._space import AbstractParameter, ParameterSpace
 
@@ -210,11 +211,7 @@ class Fitter:
 
     def loss(self, theta: Mapping[str, Any], key: Any = None) -> float:
         """The loss at parameter values `theta` `{path: value}` (canonical units or quantities)."""
-        from ..units import to_canonical
-
-        specs = self.sim._specs()
-        values = {p: to_canonical(theta[p], specs[p].unit, p) for p in self.space.paths}
-        z = self.space.to_z(values)
+        z = self._z_of(theta, "theta")
         single = self._jitted("loss", lambda f: eqx.filter_jit(f._loss))
         value, _ = single(z, self._check_key(key))
         return float(value)
@@ -262,29 +259,26 @@ class Fitter:
             best_z, start_losses = run_scipy(self, key, steps, starts, recorder)
         return recorder.result(best_z, start_losses, time.perf_counter() - recorder.t0)
 
+    def _z_of(self, values: Mapping[str, Any], name: str) -> Any:
+        """The unconstrained point of `{path: value}` (quantities or canonical units)."""
+        missing = [p for p in self.space.paths if p not in values]
+        if missing:
+            raise ValueError(f"{name}: missing values for {missing}.")
+        specs = self.sim._specs()
+        canonical = {p: to_canonical(values[p], specs[p].unit, p) for p in self.space.paths}
+        return self.space.to_z(canonical)
+
     def _starts(self, key: Any, init: Any) -> Any:
-        """The starting points `(n_starts, size)` in z."""
-        if init is None:
-            if self.n_starts > 1 and key is None:
-                raise ValueError("key: random starts (n_starts > 1) need a jax.random key.")
-            sub = None if key is None else jax.random.fold_in(key, 0x5EED)
-            return self.space.random_starts(sub, self.n_starts)
-        inits = list(init) if isinstance(init, list | tuple) else [init]
-        if len(inits) not in (1, self.n_starts):
+        """The starting points `(n_starts, size)` in z: given ones first, then random ones."""
+        inits = [] if init is None else list(init) if isinstance(init, list | tuple) else [init]
+        if len(inits) not in (0, 1, self.n_starts):
             raise ValueError(
                 f"init: expected one dict or a list of n_starts = {self.n_starts} dicts, "
                 f"got {len(inits)}."
             )
-        from ..units import to_canonical
-
-        specs = self.sim._specs()
         zs = []
         for i, values in enumerate(inits):
-            missing = [p for p in self.space.paths if p not in values]
-            if missing:
-                raise ValueError(f"init[{i}]: missing values for {missing}.")
-            canon = {p: to_canonical(values[p], specs[p].unit, p) for p in self.space.paths}
-            z = self.space.to_z(canon)
+            z = self._z_of(values, f"init[{i}]")
             outside = [
                 e.path
                 for e in self.space.entries
@@ -296,11 +290,11 @@ class Fitter:
                     f"(bounds, or > 0 for Positive); got {values}."
                 )
             zs.append(z)
-        if len(zs) < self.n_starts:  # one given start, the others random
-            if key is None:
+        if len(zs) < self.n_starts:  # the initial point (unless given), then random ones
+            if key is None and self.n_starts > 1:
                 raise ValueError("key: random starts (n_starts > 1) need a jax.random key.")
-            others = self.space.random_starts(jax.random.fold_in(key, 0x5EED), self.n_starts)
-            return jnp.concatenate([jnp.stack(zs), others[1:]])
+            sub = None if key is None else jax.random.fold_in(key, 0x5EED)
+            zs += list(self.space.random_starts(sub, self.n_starts)[len(zs) :])
         return jnp.stack(zs)
 
 

@@ -34,7 +34,7 @@ def batch_loss(fitter: Fitter):
     def losses(zs: Any, key: Any) -> np.ndarray:
         zs = jnp.asarray(zs, dtype=jnp.result_type(float))
         m = zs.shape[0]
-        size = min(chunk, m) if m <= chunk else chunk
+        size = min(chunk, m)
         out = []
         for start in range(0, m, size):
             block = zs[start : start + size]
