@@ -1,0 +1,355 @@
+"""BayesianModel: a Simulator, priors over its parameters and a likelihood, as a NumPyro model."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from jax.flatten_util import ravel_pytree
+from numpyro.infer import Predictive
+from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
+
+import brainmass as bm
+
+from .likelihoods import Likelihood
+from .priors import Hierarchical, check_prior, prior_shape, sample_prior
+
+__all__ = ["BayesianModel", "LogDensity"]
+
+OBS = "obs"  # the observed site
+FAILED = "simulation_failed"  # the factor that rejects failed simulations
+
+
+class LogDensity(NamedTuple):
+    """The model's log density on a flat unconstrained vector (for BlackJAX, optax, ...).
+
+    - `fn`: `(d,) -> ()`, the unnormalised log posterior (log prior + log
+      likelihood + log |Jacobian| of the transforms to the constrained space);
+      `-inf` where the simulation failed or the value is NaN.
+    - `init`: `(d,)`, a starting point (each site's prior median).
+    - `unravel`: `(d,) -> {site: unconstrained value}`.
+    - `constrain`: `(d,) -> {site: value}` in the constrained space, with the
+      deterministic sites (the members of hierarchical priors).
+    - `size`: `d`.
+    - `fn_data`: `(flat (d,), data) -> ()`, the same density with the data as
+      an argument (one compiled function serves every dataset of that shape).
+    """
+
+    fn: Callable
+    init: Any
+    unravel: Callable
+    constrain: Callable
+    size: int
+    fn_data: Callable
+
+
+class BayesianModel:
+    """A simulator with priors over its parameters and a likelihood of the data.
+
+    **Arguments:**
+
+    - `sim`: a `brainmass.Simulator`.
+    - `priors`: `{path: prior}`: dotted parameter paths (as in
+      `sim.params()`) to NumPyro distributions in the parameter's canonical
+      unit (`sim.parameter_info()`), of shape `()` (one shared value) or
+      `(n_regions,)` (one per region), or `inference.Hierarchical` priors.
+      Parameters without a prior keep the simulator's values.
+    - `likelihood`: an `inference.likelihoods` likelihood (`TimeSeries`, `FC`,
+      `Whittle`, `Linearized`, `Custom`).
+    - `noise_key`: for a stochastic simulator, the `jax.random` key of its
+      noise, fixed for every evaluation (common random numbers): the
+      likelihood is then that of the data given the parameters and this noise
+      realisation. Required for stochastic simulators with a likelihood that
+      simulates; ignored otherwise.
+
+    A parameter the simulator does not have, a prior whose shape does not
+    match, or whose support leaves the parameter's domain (a negative time
+    constant, say) is a ValueError here, before any sampling.
+
+    Sites: each prior's path (hierarchical: `path.loc`, `path.scale`,
+    `path.z` and `path` as deterministic), each inferred noise parameter as
+    `likelihood.<name>`, the observed data as `obs`, and a factor
+    `simulation_failed` (`-inf` when the simulation blew up or gave NaN, so that
+    NUTS rejects the proposal and optimisers step back).
+    """
+
+    def __init__(
+        self,
+        sim: bm.Simulator,
+        priors: Mapping[str, Any],
+        likelihood: Likelihood,
+        *,
+        noise_key: Any = None,
+    ):
+        if not isinstance(sim, bm.Simulator):
+            raise ValueError(f"sim: expected a brainmass.Simulator, got {type(sim).__name__}.")
+        if not isinstance(priors, Mapping) or not priors:
+            raise ValueError(
+                "priors: expected a non-empty dict {parameter path: NumPyro distribution}, "
+                f"got {priors!r}."
+            )
+        if not isinstance(likelihood, Likelihood):
+            raise ValueError(
+                "likelihood: expected an inference.likelihoods likelihood (TimeSeries, FC, "
+                f"Whittle, Linearized, Custom), got {likelihood!r}."
+            )
+        info = {p.path: p for p in sim.parameter_info()}
+        n = sim.network.n_regions
+        for path, prior in priors.items():
+            if path not in info:
+                import difflib
+
+                close = difflib.get_close_matches(path, list(info), n=3)
+                hint = f" Did you mean {', '.join(close)}?" if close else ""
+                raise ValueError(
+                    f"priors: the simulator has no parameter {path!r}.{hint} "
+                    f"Its parameters: {', '.join(info)}."
+                )
+            current = tuple(np.shape(info[path].value))
+            shapes = {current, ()}
+            if not path.startswith(("network.", "noise.", "connectome.")):
+                shapes.add((n,))
+            check_prior(path, prior, info[path].domain, tuple(sorted(shapes)))
+        stochastic = sim.network.noise is not None
+        if likelihood.needs_simulation and stochastic and noise_key is None:
+            raise ValueError(
+                "noise_key: this simulator is stochastic; pass noise_key=jax.random.key(...) to "
+                "fix its noise (common random numbers), use a likelihood that needs no time "
+                "stepping (likelihoods.Linearized), or simulation-based inference."
+            )
+        self.sim = sim
+        self.priors = dict(priors)
+        self.likelihood = copy.copy(likelihood).bind(sim)
+        self.noise_key = noise_key if (stochastic and likelihood.needs_simulation) else None
+        self.paths = tuple(self.priors)
+        self.units = {p: info[p].unit for p in self.paths}
+        self.n_regions = n
+        self._simulate = sim.function(list(self.paths), output="result")
+
+    # ------------------------------------------------------------------ the model
+    def _sample_parameters(self) -> dict[str, Any]:
+        return {p: sample_prior(p, prior, self.n_regions) for p, prior in self.priors.items()}
+
+    def _sample_noise(self) -> dict[str, Any]:
+        out = {}
+        for name, value in self.likelihood.noise.items():
+            if isinstance(value, dist.Distribution):
+                value = numpyro.sample(f"likelihood.{name}", value)
+            out[name] = value
+        return out
+
+    def predict(self, theta: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The likelihood's prediction at parameters `theta` `{path: value}`, and an ok flag.
+
+        The flag is False where the simulation failed or the prediction is not
+        finite. Pure: jit-, vmap- and grad-able.
+        """
+        lik = self.likelihood
+        if lik.needs_simulation:
+            result = self._simulate(dict(theta), self.noise_key)
+            prediction, ok = lik.predict(self.sim, result), jnp.asarray(result.ok)
+        else:
+            prediction, ok = lik.predict_without_simulation(self.sim.with_params(dict(theta)))
+        leaves = jax.tree.leaves(prediction)
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
+        return prediction, ok & finite
+
+    def numpyro_model(self, data: Any = None) -> None:
+        """The NumPyro model: priors, simulation, likelihood of `data`.
+
+        With `data=None` the observed site is sampled (prior or posterior
+        predictive). Use it with any NumPyro inference:
+        `MCMC(NUTS(bmodel.numpyro_model), ...).run(key, data)`.
+        """
+        theta = self._sample_parameters()
+        noise = self._sample_noise()
+        prediction, ok = self.predict(theta)
+        observed = None if data is None else self.likelihood.prepare(data, self.sim)
+        fallback = observed if observed is not None else jnp.zeros_like(prediction)
+        safe = jax.tree.map(lambda p, f: jnp.where(ok, p, f), prediction, fallback)
+        numpyro.factor(FAILED, jnp.where(ok, 0.0, -jnp.inf))
+        d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
+        numpyro.sample(OBS, d, obs=observed)
+
+    def prior_model(self) -> None:
+        """The priors alone (parameters and noise parameters), as a NumPyro model."""
+        self._sample_parameters()
+        self._sample_noise()
+
+    # ------------------------------------------------------------------ checks
+    def check_data(self, data: Any) -> Any:
+        """Validate `data` against the simulator's output; returns it prepared (as compared)."""
+        if data is None:
+            raise ValueError("data: expected the observed data, got None.")
+        return self.likelihood.prepare(data, self.sim)
+
+    # ------------------------------------------------------------------ flat log density
+    def logdensity(self, data: Any, key: Any = None) -> LogDensity:
+        """The log posterior density on a flat unconstrained vector (see `LogDensity`).
+
+        Built without compiling anything: the transforms come from the priors'
+        supports, the starting point from 15 prior draws per site (their
+        median, as NumPyro's `init_to_median`), and the density is NumPyro's
+        `potential_energy` of `numpyro_model` (log prior + log likelihood +
+        log |Jacobian|).
+        """
+        self.check_data(data)
+        key = jax.random.key(0) if key is None else key
+        draws = self.sample_prior(key, 15)
+        latent = self.latent_sites()
+        median = {s: jnp.asarray(np.median(draws[s], axis=0)) for s in latent}
+        z0 = unconstrain_fn(self.prior_model, (), {}, median)
+        init, unravel = ravel_pytree(z0)
+        model = self.numpyro_model
+
+        def fn_data(flat, data):
+            value = -potential_energy(model, (data,), {}, unravel(flat))
+            return jnp.where(jnp.isnan(value), -jnp.inf, value)
+
+        def fn(flat):
+            return fn_data(flat, data)
+
+        def constrain(flat):
+            return constrain_fn(self.prior_model, (), {}, unravel(flat), return_deterministic=True)
+
+        return LogDensity(fn, init, unravel, constrain, int(init.shape[0]), fn_data)
+
+    def logdensity_fn(self, data: Any) -> Callable:
+        """`flat (d,) -> log density`: `logdensity(data).fn`, the function BlackJAX takes."""
+        return self.logdensity(data).fn
+
+    def flatten(self, values: Mapping[str, Any]) -> Any:
+        """Constrained values of the latent sites `{site: value}` as the flat unconstrained vector.
+
+        The inverse of `LogDensity.constrain` (on the latent sites).
+        """
+        z = unconstrain_fn(self.prior_model, (), {}, dict(values))
+        return ravel_pytree(z)[0]
+
+    def sample_prior(self, key: Any, num_samples: int) -> dict[str, np.ndarray]:
+        """Draws from the priors: `{site: (num_samples, ...)}` (latent and deterministic sites)."""
+        draws = Predictive(self.prior_model, num_samples=int(num_samples))(key)
+        return {k: np.asarray(v) for k, v in draws.items()}
+
+    def latent_sites(self, key: Any = None) -> list[str]:
+        """Names of the sampled (latent) sites, in the order of the flat vector."""
+        key = jax.random.key(0) if key is None else key
+        tr = numpyro.handlers.trace(numpyro.handlers.seed(self.prior_model, key)).get_trace()
+        names = [k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"]]
+        return sorted(names)
+
+    def _compiled(self, name: Any, build: Callable) -> Any:
+        """`build()` once per model and `name`: compiled samplers are reused across datasets."""
+        cache = self.__dict__.setdefault("_cache", {})
+        if name not in cache:
+            cache[name] = build()
+        return cache[name]
+
+    # ------------------------------------------------------------------ labels
+    def dims(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
+        """ArviZ dims `{site: [dim, ...]}` and coords `{dim: labels}` of the parameters."""
+        labels = np.asarray(self.sim.network.connectome.labels)
+        dims, coords = {}, {}
+        for path, prior in self.priors.items():
+            shape = prior_shape(prior, self.n_regions)
+            if shape == ():
+                continue
+            if shape == (self.n_regions,):
+                dim = "region"
+                coords["region"] = labels
+            else:
+                dim = f"{path}_member"
+            dims[path] = [dim]
+            if isinstance(prior, Hierarchical):
+                dims[f"{path}.z"] = [dim]
+        obs_dims, obs_coords = self.likelihood.dims(self.sim)
+        if obs_dims:
+            dims[OBS] = obs_dims
+            coords.update(obs_coords)
+        return dims, coords
+
+    def __repr__(self) -> str:
+        priors = ", ".join(f"{p}: {type(v).__name__}" for p, v in self.priors.items())
+        return f"BayesianModel({{{priors}}}, {type(self.likelihood).__name__})"
+
+
+def _pointwise(bmodel: BayesianModel, values: Mapping[str, Any], data: Any, key: Any):
+    """Pointwise log-likelihood and a data draw at one parameter point (constrained latent values).
+
+    Returns `(log_likelihood, draw)`: arrays of the prepared data's shape; the
+    draw is None when the likelihood cannot draw data (`Custom` without `sample`).
+    """
+    model = numpyro.handlers.substitute(bmodel.numpyro_model, data=values)
+    model = numpyro.handlers.seed(model, key)
+    trace = numpyro.handlers.trace(model).get_trace(data)
+    site = trace[OBS]
+    log_lik = site["fn"].log_prob(site["value"])
+    try:
+        draw = site["fn"].sample(jax.random.fold_in(key, 1))
+    except NotImplementedError:
+        draw = None
+    return log_lik, draw
+
+
+def predictive(
+    bmodel: BayesianModel,
+    samples: Mapping[str, Any],
+    data: Any,
+    key: Any,
+    *,
+    batch_size: int = 64,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Pointwise log-likelihood and posterior predictive draws at every posterior draw.
+
+    **Arguments:**
+
+    - `samples`: `{site: (n_chains, n_draws, ...)}` including every latent site.
+    - `data`: the observed data (as given to the model).
+    - `key`: a `jax.random` key for the predictive draws.
+    - `batch_size`: draws simulated at once (one vmapped batch).
+
+    **Returns:** `(log_likelihood, draws)`, each `(n_chains, n_draws, *obs_shape)`;
+    `draws` is None for likelihoods that cannot draw data.
+    """
+    latent = bmodel.latent_sites()
+    missing = [s for s in latent if s not in samples]
+    if missing:
+        raise ValueError(f"samples: missing the latent sites {missing}.")
+    flat = {s: np.asarray(samples[s]) for s in latent}
+    chains, draws = next(iter(flat.values())).shape[:2]
+    n = chains * draws
+    flat = {s: v.reshape(n, *v.shape[2:]) for s, v in flat.items()}
+    keys = jax.random.split(key, n)
+
+    def build():
+        return jax.jit(jax.vmap(lambda v, k, d: _pointwise(bmodel, v, d, k), (0, 0, None)))
+
+    compiled = bmodel._compiled(("predictive", batch_size), build)
+    data_j = jax.tree.map(jnp.asarray, data)
+
+    def batch(values, keys):
+        return compiled(values, keys, data_j)
+
+    lls, preds = [], []
+    for start in range(0, n, batch_size):
+        stop = min(start + batch_size, n)
+        chunk = {s: v[start:stop] for s, v in flat.items()}
+        pad = batch_size - (stop - start)
+        if pad:  # one compiled batch size: repeat the last draw
+            chunk = {s: np.concatenate([v, np.repeat(v[-1:], pad, 0)]) for s, v in chunk.items()}
+            k = jnp.concatenate([keys[start:stop], jnp.repeat(keys[stop - 1 : stop], pad, 0)])
+        else:
+            k = keys[start:stop]
+        ll, pred = batch(chunk, k)
+        lls.append(np.asarray(ll)[: stop - start])
+        if pred is not None:
+            preds.append(np.asarray(pred)[: stop - start])
+    ll = np.concatenate(lls).reshape(chains, draws, *lls[0].shape[1:])
+    pred = np.concatenate(preds).reshape(chains, draws, *preds[0].shape[1:]) if preds else None
+    return ll, pred

@@ -1,0 +1,235 @@
+"""Posterior draws with their sampler statistics, observed data and predictions; to ArviZ.
+
+`Posterior` is what `nuts` and `laplace` return. `to_arviz()` gives an ArviZ
+1.x `xarray.DataTree` with groups `posterior`, `sample_stats`,
+`observed_data`, `posterior_predictive` and `log_likelihood`, named dimensions
+(`chain`, `draw`, `region`, `time`, `channel`, `pair`, `frequency`) and the
+region and sensor labels as coordinates, ready for the stock ArviZ functions
+(`az.summary`, `az.plot_trace_dist`, `az.plot_pair`, `az.loo`, ...).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+__all__ = ["Posterior"]
+
+_STATS_DOC = {
+    "diverging": "True where the trajectory diverged (energy error too large, or the simulation "
+    "failed)",
+    "n_steps": "leapfrog steps taken in the draw",
+    "tree_depth": "NUTS tree depth, ceil(log2(n_steps + 1))",
+    "step_size": "the adapted leapfrog step size",
+    "acceptance_rate": "mean Metropolis acceptance probability over the trajectory",
+    "lp": "log posterior density (unnormalised) at the draw",
+}
+
+
+@dataclass
+class Posterior:
+    """Posterior draws of a `BayesianModel`.
+
+    **Attributes:**
+
+    - `samples`: `{site: (n_chains, n_draws, *shape)}` in the parameters'
+      canonical units (`units`); latent sites, and the deterministic members of
+      hierarchical priors.
+    - `sample_stats`: `{name: (n_chains, n_draws)}`: `diverging`, `n_steps`,
+      `tree_depth`, `step_size`, `acceptance_rate`, `lp` (NUTS; Laplace has
+      `lp` only).
+    - `units`: `{path: unit name}` of the simulator parameters.
+    - `method`: `"nuts (numpyro)"`, `"nuts (blackjax)"` or `"laplace"`.
+    - `observed`: the prepared data the likelihood compared (or None).
+    - `log_likelihood`: `(n_chains, n_draws, *obs_shape)` pointwise
+      log-likelihood at each draw (or None).
+    - `posterior_predictive`: `(n_chains, n_draws, *obs_shape)` data drawn from
+      the likelihood at each draw (or None).
+    - `dims`, `coords`: ArviZ dimension names per site and coordinates.
+    - `info`: run facts: `wall_time` (s), `num_warmup`, `num_samples`,
+      `num_chains`, `n_divergent`, `interrupted`, ...
+    """
+
+    samples: dict[str, np.ndarray]
+    sample_stats: dict[str, np.ndarray]
+    units: dict[str, str]
+    method: str
+    observed: Any = None
+    log_likelihood: np.ndarray | None = None
+    posterior_predictive: np.ndarray | None = None
+    dims: dict[str, list[str]] = field(default_factory=dict)
+    coords: dict[str, Any] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_chains(self) -> int:
+        """Number of chains."""
+        return int(next(iter(self.samples.values())).shape[0])
+
+    @property
+    def n_draws(self) -> int:
+        """Draws per chain."""
+        return int(next(iter(self.samples.values())).shape[1])
+
+    @property
+    def n_divergent(self) -> int:
+        """Divergent transitions after warmup (failed simulations count here)."""
+        d = self.sample_stats.get("diverging")
+        return 0 if d is None else int(np.sum(d))
+
+    def mean(self) -> dict[str, np.ndarray]:
+        """Posterior means `{site: value}` over chains and draws."""
+        return {k: v.mean(axis=(0, 1)) for k, v in self.samples.items()}
+
+    def std(self) -> dict[str, np.ndarray]:
+        """Posterior standard deviations `{site: value}` over chains and draws."""
+        return {k: v.std(axis=(0, 1)) for k, v in self.samples.items()}
+
+    def interval(self, prob: float = 0.9) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Equal-tailed credible intervals `{site: (lower, upper)}` of probability `prob`."""
+        if not 0 < prob < 1:
+            raise ValueError(f"prob: expected a probability in (0, 1), got {prob!r}.")
+        q = [(1 - prob) / 2, (1 + prob) / 2]
+        out = {}
+        for k, v in self.samples.items():
+            lo, hi = np.quantile(v.reshape(-1, *v.shape[2:]), q, axis=0)
+            out[k] = (lo, hi)
+        return out
+
+    # ------------------------------------------------------------------ ArviZ
+    def to_arviz(self) -> Any:
+        """An ArviZ `xarray.DataTree` with every group this posterior has."""
+        import arviz as az
+
+        groups: dict[str, dict[str, Any]] = {"posterior": dict(self.samples)}
+        if self.sample_stats:
+            groups["sample_stats"] = dict(self.sample_stats)
+        if self.observed is not None:
+            groups["observed_data"] = {"obs": np.asarray(self.observed)}
+        if self.log_likelihood is not None:
+            groups["log_likelihood"] = {"obs": np.asarray(self.log_likelihood)}
+        if self.posterior_predictive is not None:
+            groups["posterior_predictive"] = {"obs": np.asarray(self.posterior_predictive)}
+        dims = {k: v for k, v in self.dims.items() if k in self.samples or k == "obs"}
+        attrs = {
+            "posterior": {"units": repr(self.units), "method": self.method},
+            "/": {k: _attr(v) for k, v in self.info.items()},
+        }
+        if self.sample_stats:
+            attrs["sample_stats"] = {k: v for k, v in _STATS_DOC.items() if k in self.sample_stats}
+        tree = az.from_dict(groups, dims=dims, coords=dict(self.coords), attrs=attrs)
+        for path, unit in self.units.items():
+            for name in ("posterior",):
+                if path in tree[name].data_vars:
+                    tree[name][path].attrs["units"] = unit
+        return tree
+
+    def summary(self, **kwargs: Any) -> Any:
+        """`arviz.summary` of the posterior (mean, sd, eti89, ESS, R-hat, MCSE) as a DataFrame."""
+        import arviz as az
+
+        return az.summary(self.to_arviz(), **kwargs)
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write the ArviZ DataTree to netCDF (`.nc`) or zarr (`.zarr`); returns the path."""
+        path = Path(path)
+        if path.suffix not in (".nc", ".zarr"):
+            path = path.with_suffix(".nc")
+        tree = self.to_arviz()
+        if path.suffix == ".zarr":
+            tree.to_zarr(path, mode="w")
+        else:
+            tree.to_netcdf(path)
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Posterior:
+        """Read a posterior written by `save` (or any ArviZ DataTree with a posterior group)."""
+        import xarray as xr
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"path: no posterior at {path}.")
+        engine = "zarr" if path.suffix == ".zarr" else None
+        tree = xr.open_datatree(path, engine=engine) if engine else xr.open_datatree(path)
+        tree = tree.load()
+        return cls.from_arviz(tree)
+
+    @classmethod
+    def from_arviz(cls, tree: Any) -> Posterior:
+        """A Posterior from an ArviZ DataTree (the groups this class knows)."""
+        import ast
+
+        post = tree["posterior"].to_dataset()
+        samples = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
+        dims, coords = {}, {}
+        for k, v in post.data_vars.items():
+            extra = [d for d in v.dims if d not in ("chain", "draw")]
+            if extra:
+                dims[k] = extra
+                for d in extra:
+                    coords[d] = np.asarray(post[d].values)
+        stats = {}
+        if "sample_stats" in tree.children:
+            ds = tree["sample_stats"].to_dataset()
+            stats = {k: np.asarray(v.values) for k, v in ds.data_vars.items()}
+
+        def group(name):
+            if name not in tree.children:
+                return None
+            ds = tree[name].to_dataset()
+            if "obs" not in ds:
+                return None
+            var = ds["obs"]
+            extra = [d for d in var.dims if d not in ("chain", "draw")]
+            if extra:
+                dims["obs"] = extra
+                for d in extra:
+                    coords[d] = np.asarray(ds[d].values)
+            return np.asarray(var.values)
+
+        units = ast.literal_eval(tree["posterior"].attrs.get("units", "{}"))
+        method = tree["posterior"].attrs.get("method", "unknown")
+        info = dict(tree.attrs)
+        return cls(
+            samples=samples,
+            sample_stats=stats,
+            units=units,
+            method=method,
+            observed=group("observed_data"),
+            log_likelihood=group("log_likelihood"),
+            posterior_predictive=group("posterior_predictive"),
+            dims=dims,
+            coords=coords,
+            info=info,
+        )
+
+    def __repr__(self) -> str:
+        means, stds = self.mean(), self.std()
+        parts = []
+        for k in self.samples:
+            m, s = np.asarray(means[k]), np.asarray(stds[k])
+            if m.ndim == 0:
+                unit = self.units.get(k, "")
+                parts.append(f"{k} = {float(m):.4g} +- {float(s):.2g}{' ' + unit if unit else ''}")
+            else:
+                parts.append(f"{k}: shape {m.shape}")
+        return (
+            f"Posterior({self.method}: {self.n_chains} chains x {self.n_draws} draws, "
+            f"{self.n_divergent} divergent; " + "; ".join(parts) + ")"
+        )
+
+
+def _attr(value: Any) -> Any:
+    """A netCDF-safe attribute value."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    return repr(jax.device_get(value))

@@ -1,0 +1,390 @@
+"""Bayesian inference through the solve: BayesianModel, likelihoods, MAP/Laplace, NUTS, ArviZ.
+
+The problem throughout: a deterministic 4-region linear network relaxing from
+a known initial state (x' = -lam x + G W x), observed through 5 ms averages
+with Gaussian noise. Small enough that NUTS runs in seconds, rich enough that
+lam and G are correlated in the posterior.
+"""
+
+import math
+import warnings
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro.distributions as dist
+import pytest
+import scipy.stats as st
+
+import brainmass as bm
+import inference as inf
+from inference import likelihoods as L
+
+LAM, G, SIGMA = 0.05, 0.02, 0.02
+X0 = np.array([1.0, 0.5, -0.5, 0.2])
+
+
+def make_sim(**kw):
+    conn = bm.Connectome.synthetic(4, seed=0)
+    net = bm.Network(bm.models.Linear(lam=LAM), conn, coupling=bm.coupling.Linear(G=G), **kw)
+    return bm.Simulator(
+        net,
+        dt=0.5,
+        duration=100.0,
+        monitor=bm.monitors.TemporalAverage(period=5.0),
+        init={"x": X0},
+    )
+
+
+NUTS_SETTINGS = dict(num_warmup=150, num_samples=500, num_chains=4, chunk_size=130, progress=False)
+PRIORS = {"model.lam": dist.LogNormal(math.log(0.05), 0.5), "coupling.G": dist.Uniform(0.0, 0.2)}
+
+
+@pytest.fixture(scope="module")
+def sim():
+    return make_sim()
+
+
+@pytest.fixture(scope="module")
+def truth(sim):
+    return np.asarray(sim.run().signal)
+
+
+@pytest.fixture(scope="module")
+def data(truth):
+    return truth + SIGMA * np.asarray(jax.random.normal(jax.random.key(3), truth.shape))
+
+
+@pytest.fixture(scope="module")
+def bmodel(sim):
+    return inf.BayesianModel(sim, PRIORS, L.TimeSeries(sigma=SIGMA))
+
+
+@pytest.fixture(scope="module")
+def posteriors(bmodel, data):
+    """One NUTS run per backend on the same data, same settings."""
+    out = {}
+    for backend in ("numpyro", "blackjax"):
+        out[backend] = inf.nuts(
+            bmodel,
+            data,
+            jax.random.key(1),
+            **NUTS_SETTINGS,
+            backend=backend,
+        )
+    return out
+
+
+# ----------------------------------------------------------------------------- the model
+
+
+def test_log_density_equals_hand_written(bmodel, sim, data):
+    """The flat log density equals log prior + Gaussian log likelihood + log |Jacobian|."""
+    ld = bmodel.logdensity(data)
+    assert bmodel.latent_sites() == ["coupling.G", "model.lam"]  # the flat vector's order
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        z = rng.normal(size=2) * 0.5 + np.array([0.0, math.log(0.05)])
+        s = 1.0 / (1.0 + math.exp(-z[0]))
+        g, lam = 0.2 * s, math.exp(z[1])
+        pred = np.asarray(sim.with_params({"model.lam": lam, "coupling.G": g}).run().signal)
+        expected = (
+            st.lognorm(0.5, scale=0.05).logpdf(lam)
+            + st.uniform(0, 0.2).logpdf(g)
+            + st.norm(pred, SIGMA).logpdf(data).sum()
+            + z[1]  # d lam / dz = lam
+            + math.log(0.2 * s * (1 - s))  # d G / dz for G = 0.2 sigmoid(z)
+        )
+        got = float(ld.fn(jnp.asarray(z, dtype=jnp.float32)))
+        np.testing.assert_allclose(got, expected, rtol=2e-4)
+        constrained = ld.constrain(jnp.asarray(z, dtype=jnp.float32))
+        np.testing.assert_allclose(float(constrained["model.lam"]), lam, rtol=1e-5)
+
+
+def test_numpyro_model_is_a_plain_numpyro_model(bmodel, data):
+    """Any NumPyro inference runs on it: here Predictive and log_likelihood."""
+    from numpyro.infer import Predictive
+
+    prior = Predictive(bmodel.numpyro_model, num_samples=5)(jax.random.key(0))
+    assert prior["obs"].shape == (5, *np.shape(data))
+    assert prior["model.lam"].shape == (5,) and np.all(prior["model.lam"] > 0)
+
+
+@pytest.mark.parametrize(
+    "priors, match",
+    [
+        ({"model.lamb": dist.LogNormal(0, 1)}, "no parameter 'model.lamb'.*model.lam"),
+        ({"model.lam": dist.Normal(0.05, 0.01)}, "model.lam must be positive"),
+        ({"model.lam": dist.LogNormal(0, 1).expand([3])}, r"shape \(3,\)"),
+        ({"model.lam": 0.05}, "expected a NumPyro distribution"),
+        ({}, "non-empty dict"),
+        ({"model.lam": dist.Poisson(3.0)}, "discrete"),
+    ],
+)
+def test_bad_priors_are_clear_errors(sim, priors, match):
+    with pytest.raises(ValueError, match=match):
+        inf.BayesianModel(sim, priors, L.TimeSeries(sigma=SIGMA))
+
+
+def test_bad_data_and_settings_are_clear_errors(sim, bmodel, data):
+    noisy = make_sim(noise=bm.noise.Additive(sigma=0.01))
+    with pytest.raises(ValueError, match="noise_key"):
+        inf.BayesianModel(noisy, PRIORS, L.TimeSeries(sigma=SIGMA))
+    with pytest.raises(ValueError, match=r"\(20, 4\).*got \(19, 4\)"):
+        bmodel.check_data(data[:-1])
+    bad = np.array(data)
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        bmodel.check_data(bad)
+    with pytest.raises(ValueError, match="positive number"):
+        L.TimeSeries(sigma=-1.0)
+    with pytest.raises(ValueError, match="prior on positive values"):
+        L.TimeSeries(sigma=dist.Normal(0, 1))
+    with pytest.raises(ValueError, match="scale: expected a prior on positive"):
+        inf.Hierarchical(dist.Normal(0, 1), dist.Normal(0, 1))
+    with pytest.raises(ValueError, match="backend"):
+        inf.nuts(bmodel, data, jax.random.key(0), backend="stan")
+    with pytest.raises(ValueError, match=r"data\[1\]"):
+        inf.map_estimate(bmodel, np.stack([data, data[:, :3].repeat(2, 1)[:, :4] * np.nan]),
+                         jax.random.key(0), batch=True)  # fmt: skip
+
+
+def test_failed_simulation_is_minus_inf_and_fits_go_on(sim, data):
+    """A blow-up (G large: exponential growth past float32) is -inf, never NaN or a crash."""
+    wide = inf.BayesianModel(
+        sim,
+        {"model.lam": PRIORS["model.lam"], "coupling.G": dist.Uniform(0.0, 2.0)},
+        L.TimeSeries(sigma=SIGMA),
+    )
+    ld = wide.logdensity(data)
+    z_blowup = wide.flatten({"model.lam": 0.05, "coupling.G": 1.9})
+    assert float(ld.fn(z_blowup)) == -math.inf
+    assert np.isfinite(float(ld.fn(wide.flatten({"model.lam": 0.05, "coupling.G": 0.02}))))
+    fit = inf.map_estimate(wide, data, jax.random.key(2), num_starts=8, steps=200, progress=False)
+    assert fit.n_failed > 0  # some prior draws of G start in the blown-up region
+    assert np.isfinite(fit.log_density)
+    np.testing.assert_allclose(fit.params["model.lam"], LAM, rtol=0.05)
+
+
+# ----------------------------------------------------------------------------- NUTS
+
+
+def test_nuts_recovers_truth_and_backends_agree(posteriors):
+    for backend, post in posteriors.items():
+        tree = post.to_arviz()
+        rhat = az.rhat(tree)
+        for name, truth in (("model.lam", LAM), ("coupling.G", G)):
+            assert float(rhat[name]) < 1.01, (backend, name, float(rhat[name]))
+            lo, hi = post.interval(0.9)[name]
+            assert lo < truth < hi, (backend, name, lo, hi)
+        assert post.n_divergent == 0
+        assert post.samples["model.lam"].shape == (4, 500)
+        assert set(post.sample_stats) >= {"diverging", "tree_depth", "step_size", "n_steps"}
+    a, b = posteriors["numpyro"], posteriors["blackjax"]
+    for name in ("model.lam", "coupling.G"):
+        ess = min(float(az.ess(p.to_arviz())[name]) for p in (a, b))
+        sd = float(a.std()[name])
+        # means agree within Monte Carlo error (4 standard errors of the difference)
+        assert abs(a.mean()[name] - b.mean()[name]) < 4 * sd * math.sqrt(2 / ess), name
+        np.testing.assert_allclose(a.std()[name], b.std()[name], rtol=0.2)
+
+
+def test_posterior_to_arviz(posteriors, tmp_path):
+    post = posteriors["numpyro"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no convention warnings from ArviZ
+        tree = post.to_arviz()
+    assert "nuts (numpyro)" in repr(post)
+    assert set(tree.children) >= {
+        "posterior",
+        "sample_stats",
+        "observed_data",
+        "posterior_predictive",
+        "log_likelihood",
+    }
+    assert tree["posterior"]["model.lam"].attrs["units"] == "1/ms"
+    assert tuple(tree["log_likelihood"]["obs"].dims) == ("chain", "draw", "time", "channel")
+    assert list(tree["observed_data"]["channel"].values) == ["L00", "L01", "R00", "R01"]
+    summary = az.summary(tree)
+    assert {"eti89_lb", "eti89_ub", "r_hat", "ess_bulk"} <= set(summary.columns)
+    loo = az.loo(tree)
+    assert np.isfinite(loo.elpd)
+    # the pointwise log-likelihood is the Gaussian density at that draw
+    pred = np.asarray(
+        make_sim()
+        .with_params({k: float(post.samples[k][1, 7]) for k in ("model.lam", "coupling.G")})
+        .run()
+        .signal
+    )
+    expected = st.norm(pred, SIGMA).logpdf(post.observed)
+    np.testing.assert_allclose(post.log_likelihood[1, 7], expected, rtol=1e-4, atol=1e-3)
+    # the predictive draws scatter around the data with the noise's sd
+    resid = post.posterior_predictive - post.observed[None, None]
+    assert abs(np.std(resid) / (SIGMA * math.sqrt(2)) - 1) < 0.15
+    for suffix in (".nc", ".zarr"):
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Consolidated metadata")  # zarr 3 says so
+            path = post.save(tmp_path / f"post{suffix}")
+        back = inf.Posterior.load(path)
+        np.testing.assert_array_equal(back.samples["model.lam"], post.samples["model.lam"])
+        np.testing.assert_array_equal(back.log_likelihood, post.log_likelihood)
+        assert back.units == post.units and back.method == post.method
+
+
+def test_laplace_matches_nuts_on_a_near_gaussian_posterior(bmodel, data, posteriors):
+    fit = inf.map_estimate(bmodel, data, jax.random.key(0), steps=400, progress=False)
+    lap = fit.laplace(jax.random.key(1), num_draws=4000)
+    ref = posteriors["numpyro"]
+    assert lap.info["hessian"] == "autodiff"
+    for name in ("model.lam", "coupling.G"):
+        sd = float(ref.std()[name])
+        assert abs(lap.mean()[name] - ref.mean()[name]) < 0.15 * sd, name
+        np.testing.assert_allclose(lap.std()[name], sd, rtol=0.15)
+    # correlation of lam and G, the feature a mean-field approximation would miss
+    r_lap = np.corrcoef(lap.samples["model.lam"][0], lap.samples["coupling.G"][0])[0, 1]
+    flat = {k: v.reshape(-1) for k, v in ref.samples.items()}
+    r_ref = np.corrcoef(flat["model.lam"], flat["coupling.G"])[0, 1]
+    assert abs(r_lap - r_ref) < 0.1, (r_lap, r_ref)
+    assert fit.units == {"model.lam": "1/ms", "coupling.G": ""}
+
+
+def test_coverage_over_many_datasets(bmodel, truth):
+    """90 % intervals over 20 datasets (one batched NUTS run) cover the truth ~90 % of the time."""
+    n = 20
+    noise = SIGMA * np.asarray(jax.random.normal(jax.random.key(11), (n, *truth.shape)))
+    posts = inf.nuts(
+        bmodel,
+        truth[None] + noise,
+        jax.random.key(5),
+        num_warmup=150,
+        num_samples=150,
+        num_chains=2,
+        batch=True,
+        progress=False,
+        posterior_predictive=False,
+    )
+    assert len(posts) == n
+    covered = []
+    for post in posts:
+        for name, value in (("model.lam", LAM), ("coupling.G", G)):
+            lo, hi = post.interval(0.9)[name]
+            covered.append(lo < value < hi)
+    k = int(np.sum(covered))
+    # binomial(40, 0.9): P(k <= 30) < 0.5 %; the observed coverage is k / 40
+    assert 31 <= k <= 40, f"coverage {k}/40"
+    # the batch gives the same answer as a single run on one subject (same compiled sampler)
+    assert abs(posts[0].mean()["model.lam"] - LAM) < 4 * posts[0].std()["model.lam"]
+
+
+def test_checkpoint_resume_continues_the_same_chain(
+    bmodel, data, posteriors, tmp_path, monkeypatch
+):
+    """Interrupted after 3 of 5 chunks, resumed from the checkpoint: the same draws as one run."""
+    full = posteriors["numpyro"]  # key 1, the same settings
+    path = tmp_path / "run.ckpt"
+    from inference import mcmc
+
+    real_run = mcmc._NumPyroSampler.run
+    calls = {"n": 0}
+
+    def interrupted_run(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real_run(self, *args, **kwargs)
+
+    monkeypatch.setattr(mcmc._NumPyroSampler, "run", interrupted_run)
+    with pytest.warns(UserWarning, match="interrupted after 390 of 650"):
+        partial = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **NUTS_SETTINGS)
+    assert partial.info["interrupted"] and partial.n_draws == 240
+    assert partial.log_likelihood is None  # no predictive on an interrupted run
+    monkeypatch.setattr(mcmc._NumPyroSampler, "run", real_run)
+    resumed = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **NUTS_SETTINGS)
+    assert resumed.info["resumed"] and resumed.n_draws == 500
+    np.testing.assert_allclose(resumed.samples["model.lam"], full.samples["model.lam"], rtol=1e-6)
+    np.testing.assert_array_equal(resumed.sample_stats["n_steps"], full.sample_stats["n_steps"])
+    with pytest.raises(ValueError, match="belongs to another run"):
+        inf.nuts(bmodel, data, jax.random.key(5), checkpoint=path, **NUTS_SETTINGS)
+
+
+# ----------------------------------------------------------------------------- priors, likelihoods
+
+
+def test_hierarchical_prior_per_region(sim, data):
+    prior = inf.Hierarchical(
+        dist.Normal(math.log(0.05), 0.5),
+        dist.HalfNormal(0.2),
+        transform=dist.transforms.ExpTransform(),
+    )
+    hmodel = inf.BayesianModel(sim, {"model.lam": prior}, L.TimeSeries(sigma=SIGMA))
+    assert hmodel.latent_sites() == ["model.lam.loc", "model.lam.scale", "model.lam.z"]
+    ld = hmodel.logdensity(data)
+    assert ld.size == 6 and np.isfinite(float(ld.fn(ld.init)))
+    values = ld.constrain(ld.init)
+    assert values["model.lam"].shape == (4,) and np.all(values["model.lam"] > 0)
+    np.testing.assert_allclose(
+        values["model.lam"],
+        np.exp(values["model.lam.loc"] + values["model.lam.scale"] * values["model.lam.z"]),
+        rtol=1e-5,
+    )
+    dims, coords = hmodel.dims()
+    assert dims["model.lam"] == ["region"] and list(coords["region"]) == [
+        "L00",
+        "L01",
+        "R00",
+        "R01",
+    ]
+    with pytest.raises(ValueError, match="must be positive"):
+        inf.BayesianModel(
+            sim, {"model.lam": inf.Hierarchical(dist.Normal(0, 1), dist.HalfNormal(1))},
+            L.TimeSeries(sigma=SIGMA),
+        )  # fmt: skip
+
+
+def test_custom_likelihood_equals_builtin(sim, bmodel, data):
+    def gaussian(prediction, observed, params):
+        return jax.scipy.stats.norm.logpdf(observed, prediction, SIGMA)
+
+    custom = inf.BayesianModel(sim, PRIORS, L.Custom(gaussian))
+    z = jnp.asarray([0.3, math.log(0.04)])
+    np.testing.assert_allclose(
+        float(custom.logdensity(data).fn(z)), float(bmodel.logdensity(data).fn(z)), rtol=1e-6
+    )
+
+
+def test_fc_likelihood_shapes_and_value(sim, data):
+    fc_model = inf.BayesianModel(sim, PRIORS, L.FC(sigma=0.1))
+    prepared = fc_model.check_data(data)
+    assert prepared.shape == (6,)
+    np.testing.assert_allclose(
+        prepared, np.arctanh(np.corrcoef(data.T)[np.triu_indices(4, 1)]), rtol=1e-4, atol=1e-5
+    )
+    dims, coords = fc_model.dims()
+    assert dims["obs"] == ["pair"] and coords["pair"][0] == "L00-L01"
+    assert np.isfinite(float(fc_model.logdensity(data).fn(jnp.zeros(2))))
+
+
+def test_whittle_gamma_model_of_the_welch_spectrum():
+    """For white noise, Welch/S has mean 1 and variance 1/K: the Gamma(K, K/S) model's moments."""
+    conn = bm.Connectome.synthetic(2, seed=0)
+    raw = bm.Simulator(
+        bm.Network(bm.models.Linear(), conn), dt=1.0, duration=8192.0, monitor=bm.monitors.Raw(1.0)
+    )
+    lik = L.Whittle(nperseg=128, fmin=20.0, fmax=400.0).bind(raw)
+    x = np.random.default_rng(0).normal(0.0, 2.0, size=(8192, 2))
+    spectrum = np.asarray(lik.prepare(x, raw))
+    flat = 2 * 4.0 * 1e-3  # 2 var / fs: one-sided white-noise density per Hz at fs = 1 kHz
+    ratio = spectrum / flat
+    k = 8192 // 128
+    assert abs(ratio.mean() - 1) < 0.03
+    np.testing.assert_allclose(ratio.var(), 1 / k, rtol=0.25)
+    d = lik.distribution(jnp.full(spectrum.shape, flat), {})
+    np.testing.assert_allclose(float(d.mean.mean()), flat, rtol=1e-6)
+    # the log-likelihood peaks at the true level
+    levels = flat * np.array([0.8, 1.0, 1.25])
+    ll = [float(lik.distribution(jnp.full(spectrum.shape, v), {}).log_prob(spectrum).sum())
+          for v in levels]  # fmt: skip
+    assert ll[1] > ll[0] and ll[1] > ll[2]
+    with pytest.raises(ValueError, match="fmin/fmax"):
+        L.Whittle(nperseg=128, fmin=600.0).bind(raw)._band(raw)
