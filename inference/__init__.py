@@ -16,6 +16,7 @@ from . import (
     _compat,  # noqa: F401  (first: repairs NumPyro when ArviZ lazy-loaded it)
     likelihoods,
 )
+from .cohort import CohortModel
 from .map import MAPResult, laplace, map_estimate
 from .mcmc import nuts
 from .model import BayesianModel, LogDensity, predictive
@@ -24,6 +25,7 @@ from .results import Posterior
 
 __all__ = [
     "BayesianModel",
+    "CohortModel",
     "Hierarchical",
     "LogDensity",
     "MAPResult",

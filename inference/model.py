@@ -115,7 +115,7 @@ class BayesianModel:
             shapes = {current, ()}
             if not path.startswith(("network.", "noise.", "connectome.")):
                 shapes.add((n,))
-            check_prior(path, prior, info[path].domain, tuple(sorted(shapes)))
+            self._check_prior(path, prior, info[path].domain, tuple(sorted(shapes)))
         stochastic = sim.network.noise is not None
         if likelihood.needs_simulation and stochastic and noise_key is None:
             raise ValueError(
@@ -131,6 +131,9 @@ class BayesianModel:
         self.units = {p: info[p].unit for p in self.paths}
         self.n_regions = n
         self._simulate = sim.function(list(self.paths), output="result")
+
+    def _check_prior(self, path, prior, domain, shapes) -> None:
+        check_prior(path, prior, domain, shapes)
 
     # ------------------------------------------------------------------ the model
     def _sample_parameters(self) -> dict[str, Any]:
@@ -267,7 +270,7 @@ class BayesianModel:
                 dim = f"{path}_member"
             dims[path] = [dim]
             if isinstance(prior, Hierarchical):
-                dims[f"{path}.z"] = [dim]
+                dims[f"{path}.{prior.member_site}"] = [dim]
         obs_dims, obs_coords = self.likelihood.dims(self.sim)
         if obs_dims:
             dims[OBS] = obs_dims

@@ -30,10 +30,13 @@ class Hierarchical:
     \theta_k = T(\mu + s\, z_k),\qquad k = 1..K
     $$
 
-    Sampling $z$ rather than $\theta$ (the non-centred form) removes the funnel
-    between $s$ and the members that makes NUTS diverge when the data say
-    little about each member (Papaspiliopoulos, Roberts & Skold 2007,
-    Statistical Science 22:59; Betancourt & Girolami 2015).
+    Sampling $z$ rather than $\theta$ (the non-centred form, default) removes
+    the funnel between $s$ and the members that makes NUTS diverge when the
+    data say little about each member. When each member is well determined by
+    its own data, the centred form ($u_k \sim \mathcal N(\mu, s)$,
+    $\theta_k = T(u_k)$; `centered=True`) samples far better, since then $z$
+    and $(\mu, s)$ are strongly correlated (Papaspiliopoulos, Roberts & Skold
+    2007, Statistical Science 22:59; Betancourt & Girolami 2015).
 
     **Arguments:**
 
@@ -47,12 +50,23 @@ class Hierarchical:
       parameter's domain, e.g. `dist.transforms.ExpTransform()` for a positive
       parameter, or `dist.transforms.AffineTransform(...)` composed with a
       sigmoid for a bounded one; default identity (a real parameter).
+    - `centered`: sample the members' unconstrained values $u_k$ directly
+      (site `"{path}.u"`) instead of the standardised $z_k$.
 
     The model records sites `"{path}.loc"`, `"{path}.scale"`, `"{path}.z"`
-    (shape `(K,)`) and the parameter itself, `"{path}"`, as a deterministic site.
+    (or `"{path}.u"`; shape `(K,)`) and the parameter itself, `"{path}"`, as a
+    deterministic site.
     """
 
-    def __init__(self, loc: Any, scale: Any, *, size: int | None = None, transform: Any = None):
+    def __init__(
+        self,
+        loc: Any,
+        scale: Any,
+        *,
+        size: int | None = None,
+        transform: Any = None,
+        centered: bool = False,
+    ):
         for name, d in (("loc", loc), ("scale", scale)):
             if not isinstance(d, dist.Distribution):
                 raise ValueError(
@@ -81,6 +95,12 @@ class Hierarchical:
         self.scale = scale
         self.size = None if size is None else int(size)
         self.transform = transform
+        self.centered = bool(centered)
+
+    @property
+    def member_site(self) -> str:
+        """Suffix of the members' sampled site: `"z"` (non-centred) or `"u"` (centred)."""
+        return "u" if self.centered else "z"
 
     @property
     def support(self) -> Any:
@@ -91,14 +111,18 @@ class Hierarchical:
         """Sample the group sites and the members inside a NumPyro model; `(size,)`."""
         mu = numpyro.sample(f"{path}.loc", self.loc)
         s = numpyro.sample(f"{path}.scale", self.scale)
-        z = numpyro.sample(f"{path}.z", dist.Normal(0.0, 1.0).expand([size]))
-        value = mu + s * z
+        if self.centered:
+            value = numpyro.sample(f"{path}.u", dist.Normal(mu, s).expand([size]))
+        else:
+            z = numpyro.sample(f"{path}.z", dist.Normal(0.0, 1.0).expand([size]))
+            value = mu + s * z
         if self.transform is not None:
             value = self.transform(value)
         return numpyro.deterministic(path, value)
 
     def __repr__(self) -> str:
         t = "" if self.transform is None else f", transform={self.transform!r}"
+        t += ", centered=True" if self.centered else ""
         return f"Hierarchical(loc={self.loc!r}, scale={self.scale!r}, size={self.size}{t})"
 
 
