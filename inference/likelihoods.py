@@ -36,7 +36,7 @@ from numpyro.distributions import constraints
 
 import brainmass as bm
 
-__all__ = ["Likelihood", "TimeSeries", "FC", "Whittle", "Custom"]
+__all__ = ["Likelihood", "TimeSeries", "FC", "Whittle", "Linearized", "Custom"]
 
 
 class _Precomputed(dist.Distribution):
@@ -391,3 +391,114 @@ def fisher_sigma(n_samples: int) -> float:
     if n_samples <= 3:
         raise ValueError(f"n_samples: expected more than 3 samples, got {n_samples}.")
     return 1.0 / math.sqrt(n_samples - 3)
+
+
+class Linearized(Likelihood):
+    r"""FC or spectra of the network linearised at its fixed point: no time stepping.
+
+    For a noise-driven network near a stable fixed point $x^*$, the linear
+    response $dx = (J_0 x + \sum K_{ij} x_j(t - \tau_{ij}))\,dt + \Sigma\,dW$
+    (Jacobians by autodiff of the network's vector field) gives the model's
+    stationary covariance (exact Lyapunov solution without delays; the
+    integral of the cross-spectral density through the delayed transfer
+    function with delays) and its spectra, so the likelihood costs a few
+    linear solves instead of a simulation, and is exact for the
+    Ornstein-Uhlenbeck network (`models.Linear` with linear coupling).
+    Where the fixed point does not converge or is unstable, the log
+    likelihood is `-inf`. See `inference._linear` for the numerics.
+
+    **Arguments:**
+
+    - `statistic`: `"fc"` (default): Gaussian on the Fisher-z upper triangle of
+      the FC, as `FC`; `"spectrum"`: Whittle's likelihood of the Welch spectrum,
+      as `Whittle`, with the model's power spectral density.
+    - `sigma`: for `"fc"`, the standard deviation on the Fisher-z scale
+      (number or prior; about $1/\sqrt{T_{\text{eff}} - 3}$); for
+      `"spectrum"`, the white measurement noise (number, prior or None).
+    - `nperseg`, `fmin`, `fmax`: the Welch segments and band of `"spectrum"`.
+    - `monitor_filter`: include the `TemporalAverage` monitor's box-car
+      average in the model (default True; no effect for `Raw`).
+    - `freqs_hz`: the frequency grid of the covariance integral for delayed
+      networks (default: 0 to 500 Hz in 0.25 Hz steps).
+
+    The data are the observed time series `(n_samples, n_channels)`, as the
+    simulator's monitor would record them. Raw and temporal-average monitors
+    only: a BOLD or EEG monitor's own dynamics are not linearised here.
+    """
+
+    needs_simulation = False
+
+    def __init__(
+        self,
+        statistic: str = "fc",
+        *,
+        sigma: Any = None,
+        nperseg: int = 256,
+        fmin: float | None = None,
+        fmax: float | None = None,
+        monitor_filter: bool = True,
+        freqs_hz: Any = None,
+    ):
+        if statistic not in ("fc", "spectrum"):
+            raise ValueError(
+                f"Linearized statistic: expected 'fc' or 'spectrum', got {statistic!r}."
+            )
+        self.statistic = statistic
+        self.monitor_filter = bool(monitor_filter)
+        self.freqs_hz = freqs_hz
+        if statistic == "fc":
+            self._inner: Likelihood = FC(sigma=0.1 if sigma is None else sigma)
+        else:
+            self._inner = Whittle(nperseg, fmin=fmin, fmax=fmax, sigma=sigma)
+        self.noise = self._inner.noise
+
+    def bind(self, sim):
+        """As `Likelihood.bind`; checks the monitor (Raw or TemporalAverage)."""
+        if not isinstance(sim.monitor, (bm.monitors.Raw, bm.monitors.TemporalAverage)):
+            raise ValueError(
+                f"likelihood: Linearized needs a Raw or TemporalAverage monitor, got "
+                f"{type(sim.monitor).__name__}; fit BOLD/EEG data by simulation (TimeSeries, FC "
+                "with noise_key) or simulation-based inference."
+            )
+        if sim.network.noise is None:
+            raise ValueError(
+                "likelihood: Linearized describes noise-driven fluctuations; the network has no "
+                "noise (Network(..., noise=...))."
+            )
+        super().bind(sim)
+        self._inner.bind(sim)
+        if self.statistic == "spectrum":
+            freqs = np.fft.rfftfreq(self._inner.nperseg, d=self._period / 1000.0)
+            self._freqs = freqs[self._inner._band(sim)]
+        return self
+
+    def prepare(self, data, sim):
+        """The data's Fisher-z FC upper triangle (`"fc"`) or Welch spectrum (`"spectrum"`)."""
+        return self._inner.prepare(data, sim)
+
+    def predict_without_simulation(self, sim) -> tuple[Any, Any]:
+        """The model's statistic at the simulator's parameters, and an ok flag."""
+        from . import _linear
+
+        summary = _linear.linear_summary(
+            sim, freqs_hz=self.freqs_hz, monitor_filter=self.monitor_filter
+        )
+        if self.statistic == "fc":
+            return self._inner._z(summary.fc), summary.ok
+        csd = _linear.cross_spectrum(
+            sim, jnp.asarray(self._freqs), monitor_filter=self.monitor_filter
+        )
+        psd = jnp.real(jnp.diagonal(csd, axis1=1, axis2=2))
+        return psd, summary.ok
+
+    def predict(self, sim, result):
+        """Not used: the linearised statistic needs no simulation."""
+        raise NotImplementedError("Linearized predicts without simulating.")
+
+    def distribution(self, prediction, noise, **context):
+        """As `FC` or `Whittle`."""
+        return self._inner.distribution(prediction, noise, **context)
+
+    def dims(self, sim):
+        """As `FC` or `Whittle`."""
+        return self._inner.dims(sim)

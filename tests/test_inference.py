@@ -444,3 +444,55 @@ def test_whittle_gamma_model_of_the_welch_spectrum():
     assert ll[1] > ll[0] and ll[1] > ll[2]
     with pytest.raises(ValueError, match="fmin/fmax"):
         L.Whittle(nperseg=128, fmin=600.0).bind(raw)._band(raw)
+
+
+def test_linearized_fc_likelihood_is_the_ou_closed_form():
+    """For the OU network the linearised FC likelihood is exact: compare with Lyapunov by hand."""
+    import scipy.linalg
+
+    conn = bm.Connectome.synthetic(4, seed=0)
+    lam, g_true, sigma = 0.1, 0.05, 0.02
+    ou = bm.Simulator(
+        bm.Network(
+            bm.models.Linear(lam=lam),
+            conn,
+            coupling=bm.coupling.Linear(G=g_true),
+            noise=bm.noise.Additive(sigma=sigma),
+        ),
+        dt=0.5,
+        duration=60_000.0,
+        monitor=bm.monitors.Raw(2.0),
+    )
+    data = np.asarray(ou.run(jax.random.key(0)).signal)
+    lmodel = inf.BayesianModel(
+        ou, {"coupling.G": dist.Uniform(0.0, 0.08)}, L.Linearized("fc", sigma=0.05)
+    )
+    ld = lmodel.logdensity(data)
+    w = np.asarray(conn.weights)
+    iu = np.triu_indices(4, 1)
+    z_obs = np.arctanh(np.corrcoef(data.T)[iu])
+    for z in (-1.0, 0.0, 0.7):
+        s = 1 / (1 + math.exp(-z))
+        g = 0.08 * s
+        a = -lam * np.eye(4) + g * w
+        cov = scipy.linalg.solve_continuous_lyapunov(a, -(sigma**2) * np.eye(4))
+        r = cov / np.sqrt(np.outer(np.diag(cov), np.diag(cov)))
+        expected = (
+            st.uniform(0, 0.08).logpdf(g)
+            + st.norm(np.arctanh(r[iu]), 0.05).logpdf(z_obs).sum()
+            + math.log(0.08 * s * (1 - s))
+        )
+        np.testing.assert_allclose(float(ld.fn(jnp.asarray([z]))), expected, rtol=1e-4)
+    fit = inf.map_estimate(lmodel, data, jax.random.key(1), steps=150, progress=False)
+    assert abs(float(fit.params["coupling.G"]) - g_true) < 0.01, fit
+    # an unstable point (G large enough that -lam + G eig(W) > 0) is -inf, not an error
+    unstable = inf.BayesianModel(
+        ou, {"coupling.G": dist.Uniform(0.0, 0.5)}, L.Linearized("fc", sigma=0.05)
+    )
+    assert float(unstable.logdensity(data).fn(unstable.flatten({"coupling.G": 0.3}))) == -math.inf
+    with pytest.raises(ValueError, match="Raw or TemporalAverage"):
+        inf.BayesianModel(
+            ou.__class__(ou.network, dt=0.5, duration=60_000.0,
+                         monitor=bm.monitors.BOLD(period=720.0)),
+            {"coupling.G": dist.Uniform(0.0, 0.08)}, L.Linearized("fc"),
+        )  # fmt: skip
