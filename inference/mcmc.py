@@ -144,6 +144,7 @@ def nuts(
     bar = progress_bar(total=total, desc=label, unit="it", disable=not progress)
     bar.update(done)
     interrupted = False
+    warmup_divergent = saved.get("warmup_divergent", 0) if saved else 0
     try:
         while done < total:
             if done < num_warmup and sampler.warmup_in_one_call:
@@ -154,13 +155,16 @@ def nuts(
                 state, z, st = sampler.run(state, data_j, n, done, lanes)
             if z is not None:
                 keep = min(n, done + n - int(num_warmup))
+                warm = n - max(keep, 0)  # iterations of this chunk still in warmup
+                if warm > 0:
+                    warmup_divergent += int(np.sum(np.asarray(st["diverging"])[..., :warm]))
                 if keep > 0:
                     draws.append(np.asarray(z)[..., n - keep :, :])
                     stats.append({k: np.asarray(v)[..., n - keep :] for k, v in st.items()})
             done += n
             bar.update(n)
             if store is not None:
-                store.save(fingerprint, jax.device_get(state), done, draws, stats)
+                store.save(fingerprint, jax.device_get(state), done, draws, stats, warmup_divergent)
     except KeyboardInterrupt:
         interrupted = True
         warnings.warn(
@@ -191,6 +195,8 @@ def nuts(
             settings,
             wall_time=wall,
             n_divergent=int(np.sum(st_i["diverging"])),
+            # divergent warmup iterations (NumPyro backend; BlackJAX adapts in one call)
+            n_divergent_warmup=warmup_divergent if backend == "numpyro" else None,
             interrupted=interrupted,
             resumed=saved is not None,
         )
@@ -259,16 +265,22 @@ def _initial_points(bmodel, data, ld: LogDensity, init, key, num_chains: int, la
         if init != "map":
             raise ValueError(f"init: expected None, 'map', a MAPResult or a dict, got {init!r}.")
         init = map_estimate(bmodel, data, key, progress=False, batch=batched)
+    given = None  # (points ([subjects,] chains, d), centres ([subjects,] d))
     if isinstance(init, list) and all(isinstance(r, MAPResult) for r in init):
         keys = jax.random.split(key, len(init))
-        return jnp.stack([r.laplace_points(k, num_chains) for r, k in zip(init, keys, strict=True)])
-    if isinstance(init, MAPResult):
+        points = jnp.stack(
+            [r.laplace_points(k, num_chains) for r, k in zip(init, keys, strict=True)]
+        )
+        given = points, jnp.stack([jnp.asarray(r.z) for r in init])
+    elif isinstance(init, MAPResult):
         points = init.laplace_points(key, num_chains)
-        return _broadcast_subjects(points, lanes)
-    if isinstance(init, Mapping):
+        given = _broadcast_subjects(points, lanes), _broadcast_subjects(jnp.asarray(init.z), lanes)
+    elif isinstance(init, Mapping):
         flat = bmodel.flatten(init)
         points = flat[None, :] + 0.01 * jax.random.normal(key, (num_chains, ld.size))
-        return _broadcast_subjects(points, lanes)
+        given = _broadcast_subjects(points, lanes), _broadcast_subjects(flat, lanes)
+    if given is not None:
+        return _finite_starts(bmodel, ld, data, *given, batched)
     if init is not None:
         raise ValueError(f"init: expected None, 'map', a MAPResult or a dict, got {init!r}.")
     # around the priors' medians: uniform jitter of +-1 in the unconstrained space, keeping
@@ -296,6 +308,27 @@ def _initial_points(bmodel, data, ld: LogDensity, init, key, num_chains: int, la
             )
         out.append(cand[np.resize(good[1:] if good.size > 1 else good, num_chains)])
     return jnp.stack(out) if batched else out[0]
+
+
+def _finite_starts(bmodel, ld, data, points, centres, batched):
+    """Replace starting points with a -inf log density by their centre; error if that fails too."""
+    evaluate = bmodel._compiled(
+        ("start_lp", batched),
+        lambda: jax.jit(
+            jax.vmap(jax.vmap(ld.fn_data, (0, None)))
+            if batched
+            else jax.vmap(ld.fn_data, (0, None))
+        ),
+    )
+    lp = np.asarray(evaluate(points if batched else points, data))
+    centre_lp = np.asarray(evaluate(centres[..., None, :], data))[..., 0]
+    if not np.all(np.isfinite(centre_lp)):
+        raise ValueError(
+            "init: the log density is -inf at the given starting values (the simulation fails "
+            "there, or the data are impossible); start from values where the model runs."
+        )
+    bad = ~np.isfinite(lp)
+    return jnp.where(jnp.asarray(bad)[..., None], centres[..., None, :], points)
 
 
 def _broadcast_subjects(points, lanes: _Lanes):
@@ -510,11 +543,11 @@ class _Checkpoint:
             )
         return saved
 
-    def save(self, fingerprint, state, done, draws, stats):
+    def save(self, fingerprint, state, done, draws, stats, warmup_divergent=0):
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         record = {"fingerprint": fingerprint, "state": state, "done": done}
-        record.update(draws=draws, stats=stats)
+        record.update(draws=draws, stats=stats, warmup_divergent=warmup_divergent)
         with open(tmp, "wb") as f:
             pickle.dump(record, f)
         os.replace(tmp, self.path)  # atomic: a kill mid-write leaves the previous checkpoint

@@ -52,7 +52,9 @@ class Posterior:
       the likelihood at each draw (or None).
     - `dims`, `coords`: ArviZ dimension names per site and coordinates.
     - `info`: run facts: `wall_time` (s), `num_warmup`, `num_samples`,
-      `num_chains`, `n_divergent`, `interrupted`, ...
+      `num_chains`, `n_divergent`, `n_divergent_warmup` (NumPyro backend:
+      rejected warmup trajectories, failed simulations among them),
+      `interrupted`, `resumed`, ...
     """
 
     samples: dict[str, np.ndarray]
@@ -128,6 +130,26 @@ class Posterior:
                 if path in tree[name].data_vars:
                     tree[name][path].attrs["units"] = unit
         return tree
+
+    def plot_vs_truth(self, truth: dict[str, Any], **kwargs: Any) -> Any:
+        """Marginal posteriors with the true values drawn on them (simulation studies).
+
+        `truth` maps sites to their true values (scalars, or one per region);
+        the plot is ArviZ's `plot_dist` of those sites plus `add_lines` at the
+        truth. `kwargs` go to `arviz.plot_dist` (e.g. `backend="matplotlib"`).
+        Returns ArviZ's `PlotCollection`.
+        """
+        import arviz as az
+
+        missing = [k for k in truth if k not in self.samples]
+        if missing:
+            raise ValueError(
+                f"truth: no posterior samples of {missing}; sites: {list(self.samples)}."
+            )
+        tree = self.to_arviz()
+        pc = az.plot_dist(tree, var_names=list(truth), **kwargs)
+        az.add_lines(pc, {k: np.asarray(v) for k, v in truth.items()})
+        return pc
 
     def summary(self, **kwargs: Any) -> Any:
         """`arviz.summary` of the posterior (mean, sd, eti89, ESS, R-hat, MCSE) as a DataFrame."""

@@ -165,6 +165,18 @@ def test_failed_simulation_is_minus_inf_and_fits_go_on(sim, data):
     assert fit.n_failed > 0  # some prior draws of G start in the blown-up region
     assert np.isfinite(fit.log_density)
     np.testing.assert_allclose(fit.params["model.lam"], LAM, rtol=0.05)
+    # NUTS started near where the density overflows to -inf (G > ~0.4): rejected trajectories, counted;
+    # (from there the chains need far more warmup to reach the mode: not asserted)
+    post = inf.nuts(
+        wide, data, jax.random.key(3), num_warmup=150, num_samples=100, num_chains=2,
+        init={"model.lam": 0.05, "coupling.G": 0.35}, progress=False, posterior_predictive=False,
+    )  # fmt: skip
+    assert post.info["n_divergent_warmup"] >= 1
+    with pytest.raises(ValueError, match="init: the log density is -inf"):
+        inf.nuts(wide, data, jax.random.key(3), init={"model.lam": 0.05, "coupling.G": 1.9},
+                 num_warmup=150, num_samples=100, num_chains=2, progress=False)  # fmt: skip
+    assert all(np.all(np.isfinite(v)) for v in post.samples.values())
+    assert np.all(np.isfinite(post.sample_stats["lp"]))  # every kept draw is a finite point
 
 
 # ----------------------------------------------------------------------------- NUTS
@@ -230,6 +242,38 @@ def test_posterior_to_arviz(posteriors, tmp_path):
         np.testing.assert_array_equal(back.samples["model.lam"], post.samples["model.lam"])
         np.testing.assert_array_equal(back.log_likelihood, post.log_likelihood)
         assert back.units == post.units and back.method == post.method
+
+
+def test_stock_arviz_plots(posteriors):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    post = posteriors["blackjax"]
+    tree = post.to_arviz()
+    az.plot_trace_dist(tree, backend="matplotlib")
+    az.plot_pair(tree, var_names=["model.lam", "coupling.G"], backend="matplotlib")
+    az.plot_ppc_dist(tree, num_samples=20, backend="matplotlib")
+    pc = post.plot_vs_truth({"model.lam": LAM, "coupling.G": G}, backend="matplotlib")
+    assert pc is not None
+    with pytest.raises(ValueError, match="no posterior samples"):
+        post.plot_vs_truth({"model.a": 1.0})
+    plt.close("all")
+
+
+def test_fixed_noise_likelihood_of_a_stochastic_simulator(data):
+    """Common random numbers: with noise_key, the FC likelihood is a deterministic function."""
+    noisy = make_sim(noise=bm.noise.Additive(sigma=0.01))
+    key = jax.random.key(7)
+    observed = np.asarray(noisy.run(key).signal)
+    crn = inf.BayesianModel(noisy, PRIORS, L.TimeSeries(sigma=SIGMA), noise_key=key)
+    ld = crn.logdensity(observed)
+    at_truth = crn.flatten({"model.lam": LAM, "coupling.G": G})
+    assert float(ld.fn(at_truth)) == float(ld.fn(at_truth))  # same noise every call
+    # with the data's own noise realisation, the truth is the best point nearby
+    off = crn.flatten({"model.lam": LAM * 1.1, "coupling.G": G})
+    assert float(ld.fn(at_truth)) > float(ld.fn(off))
 
 
 def test_laplace_matches_nuts_on_a_near_gaussian_posterior(bmodel, data, posteriors):
