@@ -151,8 +151,14 @@ def nuts(
                 state = sampler.warmup(state, data_j, lanes)
                 n, z, st = int(num_warmup), None, None
             else:
-                n = min(int(chunk_size), total - done)
-                state, z, st = sampler.run(state, data_j, n, done, lanes)
+                # every chunk has the same length (one compilation); the last one may run
+                # past the end, and the iterations beyond it are dropped
+                length = min(
+                    int(chunk_size), total - (num_warmup if sampler.warmup_in_one_call else 0)
+                )
+                n = min(length, total - done)
+                state, z, st = sampler.run(state, data_j, length, done, lanes)
+                z, st = z[..., :n, :], {k: v[..., :n] for k, v in st.items()}
             if z is not None:
                 keep = min(n, done + n - int(num_warmup))
                 warm = n - max(keep, 0)  # iterations of this chunk still in warmup
