@@ -29,6 +29,7 @@ def test_the_notebooks_are_found():
         "per_region_fitting",
         "eeg_fitting",
         "data_driven_workflow",
+        "bayesian_inference",
     } <= names
 
 
