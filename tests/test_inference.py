@@ -21,8 +21,9 @@ import brainmass as bm
 import inference as inf
 from inference import likelihoods as L
 
-# one worker for the whole module under `pytest -n 2 --dist loadgroup`: its NUTS fixtures
-# (and the samplers they compile) are then built once
+# one worker for the whole module under `pytest -n 2 --dist loadgroup`, and session-scoped
+# fixtures (a worker that runs another module in between keeps them): the NUTS fixtures, and
+# the samplers they compile, are built once
 pytestmark = pytest.mark.xdist_group("inference")
 
 LAM, G, SIGMA = 0.05, 0.02, 0.02
@@ -45,27 +46,27 @@ NUTS_SETTINGS = dict(num_warmup=150, num_samples=500, num_chains=4, chunk_size=1
 PRIORS = {"model.lam": dist.LogNormal(math.log(0.05), 0.5), "coupling.G": dist.Uniform(0.0, 0.2)}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def sim():
     return make_sim()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def truth(sim):
     return np.asarray(sim.run().signal)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def data(truth):
     return truth + SIGMA * np.asarray(jax.random.normal(jax.random.key(3), truth.shape))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def bmodel(sim):
     return inf.BayesianModel(sim, PRIORS, L.TimeSeries(sigma=SIGMA))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def posteriors(bmodel, data):
     """One NUTS run per backend on the same data, same settings."""
     out = {}
@@ -169,16 +170,17 @@ def test_failed_simulation_is_minus_inf_and_fits_go_on(sim, data):
     assert fit.n_failed > 0  # some prior draws of G start in the blown-up region
     assert np.isfinite(fit.log_density)
     np.testing.assert_allclose(fit.params["model.lam"], LAM, rtol=0.05)
-    # NUTS started near where the density overflows to -inf (G > ~0.4): rejected trajectories, counted;
+    # NUTS started near where the density overflows to -inf (G > ~0.4): rejected
+    # trajectories, counted;
     # (from there the chains need far more warmup to reach the mode: not asserted)
     post = inf.nuts(
-        wide, data, jax.random.key(3), num_warmup=150, num_samples=100, num_chains=2,
+        wide, data, jax.random.key(3), num_warmup=100, num_samples=50, num_chains=2,
         init={"model.lam": 0.05, "coupling.G": 0.35}, progress=False, posterior_predictive=False,
     )  # fmt: skip
     assert post.info["n_divergent_warmup"] >= 1
     with pytest.raises(ValueError, match="init: the log density is -inf"):
         inf.nuts(wide, data, jax.random.key(3), init={"model.lam": 0.05, "coupling.G": 1.9},
-                 num_warmup=150, num_samples=100, num_chains=2, progress=False)  # fmt: skip
+                 num_warmup=100, num_samples=50, num_chains=2, progress=False)  # fmt: skip
     assert all(np.all(np.isfinite(v)) for v in post.samples.values())
     assert np.all(np.isfinite(post.sample_stats["lp"]))  # every kept draw is a finite point
 
@@ -544,3 +546,30 @@ def test_linearized_fc_likelihood_is_the_ou_closed_form():
                          monitor=bm.monitors.BOLD(period=720.0)),
             {"coupling.G": dist.Uniform(0.0, 0.08)}, L.Linearized("fc"),
         )  # fmt: skip
+
+
+def test_linearized_spectrum_likelihood_recovers_the_decay_rate():
+    """Whittle's likelihood with the linearised model spectrum: the OU decay rate from spectra."""
+    conn = bm.Connectome.synthetic(4, seed=0)
+    lam_true = 0.1
+    ou = bm.Simulator(
+        bm.Network(
+            bm.models.Linear(lam=lam_true),
+            conn,
+            coupling=bm.coupling.Linear(G=0.03),
+            noise=bm.noise.Additive(sigma=0.02),
+        ),
+        dt=0.5,
+        duration=30_000.0,
+        monitor=bm.monitors.TemporalAverage(period=2.0),
+    )
+    data = np.asarray(ou.run(jax.random.key(0)).signal)
+    smodel = inf.BayesianModel(
+        ou,
+        {"model.lam": dist.LogNormal(math.log(0.05), 1.0)},
+        L.Linearized("spectrum", nperseg=128, fmin=2.0, fmax=200.0),
+    )
+    prepared = smodel.check_data(data)
+    assert prepared.shape[1] == 4 and np.all(prepared > 0)
+    fit = inf.map_estimate(smodel, data, jax.random.key(1), steps=150, progress=False)
+    np.testing.assert_allclose(float(fit.params["model.lam"]), lam_true, rtol=0.1)
