@@ -137,6 +137,11 @@ def nuts(
         inits = _initial_points(bmodel, data_j, ld, init, k_init, num_chains, lanes)
         state, done, draws, stats = sampler.init(inits, k_run, data_j, lanes), 0, [], []
     else:
+        # NumPyro's kernel functions keep their adaptation schedule in closures that its
+        # init sets: initialise once (the state it returns is replaced by the saved one)
+        if backend == "numpyro":
+            shape = (*(() if lanes.subjects is None else (lanes.subjects,)), num_chains, ld.size)
+            sampler.init(jnp.broadcast_to(ld.init, shape), k_run, data_j, lanes)
         state = jax.tree.map(jnp.asarray, saved["state"])
         done, draws, stats = saved["done"], saved["draws"], saved["stats"]
     total = int(num_warmup) + int(num_samples)
