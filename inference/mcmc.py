@@ -524,10 +524,15 @@ def _typed(key):
 
 
 def _fingerprint(bmodel, data, key, settings, init) -> str:
-    """A hash of what makes a run: model sites and priors, data, key, settings, init."""
+    """A hash of what makes a run: priors, likelihood, simulator values, data, key, settings."""
     h = hashlib.sha256()
     h.update(repr(bmodel).encode())
     h.update(repr(sorted((p, repr(v)) for p, v in bmodel.priors.items())).encode())
+    h.update(repr(sorted((k, repr(v)) for k, v in bmodel.likelihood.noise.items())).encode())
+    h.update(repr(vars(bmodel.likelihood).get("statistic", "")).encode())
+    for leaf in jax.tree.leaves(bmodel.sim):  # the simulator's fixed parameters and structure
+        if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     for leaf in jax.tree.leaves(data):
         h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
     h.update(np.asarray(jax.random.key_data(_typed(key))).tobytes())
