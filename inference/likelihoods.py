@@ -24,6 +24,7 @@ gives the expected statistic instead.
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -466,7 +467,7 @@ class Linearized(Likelihood):
                 "noise (Network(..., noise=...))."
             )
         super().bind(sim)
-        self._inner.bind(sim)
+        self._inner = copy.copy(self._inner).bind(sim)  # a copy: never rebind another model's
         if self.statistic == "spectrum":
             freqs = np.fft.rfftfreq(self._inner.nperseg, d=self._period / 1000.0)
             self._freqs = freqs[self._inner._band(sim)]
