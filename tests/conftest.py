@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -32,3 +33,28 @@ def shared_data() -> Path:
             "the project root (or BRAINMASS_SHARED_DATA pointing at it)"
         )
     return SHARED_DATA
+
+
+# Test modules whose tests share an expensive session fixture (test_inference.py builds its
+# NUTS posteriors under two backends once, ~1 min): under `pytest -n 2 --dist loadgroup` each
+# runs as one unit on one worker, so the fixture is built once, not on every worker. xdist's
+# own `xdist_group` mark stopped working with pytest 9.2 (it renames `item._nodeid`, which
+# pytest no longer reads), so the grouping is done here through xdist's scheduler hook.
+SINGLE_WORKER_MODULES = ("test_inference.py",)
+
+if importlib.util.find_spec("xdist") is not None:
+
+    def pytest_xdist_make_scheduler(config, log):
+        """`--dist loadgroup`, with every module of SINGLE_WORKER_MODULES one work unit."""
+        if config.getvalue("dist") != "loadgroup":
+            return None
+        from xdist.scheduler import LoadGroupScheduling
+
+        class ModuleGroupScheduling(LoadGroupScheduling):
+            def _split_scope(self, nodeid: str) -> str:
+                module = nodeid.split("::", 1)[0]
+                if Path(module).name in SINGLE_WORKER_MODULES:
+                    return module
+                return super()._split_scope(nodeid)
+
+        return ModuleGroupScheduling(config, log)

@@ -24,7 +24,6 @@ from inference import likelihoods as L
 # one worker for the whole module under `pytest -n 2 --dist loadgroup`, and session-scoped
 # fixtures (a worker that runs another module in between keeps them): the NUTS fixtures, and
 # the samplers they compile, are built once
-pytestmark = pytest.mark.xdist_group("inference")
 
 LAM, G, SIGMA = 0.05, 0.02, 0.02
 X0 = np.array([1.0, 0.5, -0.5, 0.2])
