@@ -38,7 +38,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -47,6 +46,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _runner import run_peer_runner
 
 import brainmass as bm
 
@@ -197,20 +197,9 @@ def run_peers_case_a(args, conn, target, yardstick: bm.Fitter, reach: float) -> 
             if not python.exists() or not runner.exists():
                 results[peer] = {"error": "not installed (run benchmarks/setup_peers.sh)"}
                 continue
-            cmd = [str(python), str(runner), "--connectome", str(conn_path)]
-            cmd += ["--target-fc", str(fc_path), "--duration-ms", str(args.duration_ms)]
-            cmd += ["--grid", *(str(v) for v in GRID)]
-            proc = None
-            try:
-                env_vars = dict(os.environ, PYTHONPATH="")
-                proc = subprocess.run(
-                    cmd, capture_output=True, text=True, timeout=7200, env=env_vars
-                )
-                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-                results[peer] = json.loads(line)
-            except Exception as err:  # a peer failing must not stop the benchmark
-                detail = proc.stderr[-400:] if proc is not None else ""
-                results[peer] = {"error": f"{type(err).__name__}: {err} {detail}"}
+            cmd = ["--connectome", str(conn_path), "--target-fc", str(fc_path)]
+            cmd += ["--duration-ms", str(args.duration_ms), "--grid", *(str(v) for v in GRID)]
+            results[peer] = run_peer_runner(python, runner, cmd)
 
     print("\nThe peers' routes on the same problem (their own simulators, same target FC):")
     print(

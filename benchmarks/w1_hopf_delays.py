@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 import numpy as np
+from _runner import run_peer_runner
 
 import brainmass as bm
 
@@ -168,21 +168,11 @@ def run_peers(
             if not python.exists() or not runner.exists():
                 results[peer] = {"error": "not installed (run benchmarks/setup_peers.sh)"}
                 continue
-            cmd = [str(python), str(runner), "--connectome", str(path)]
-            cmd += ["--duration-ms", str(duration_ms), "--repeats", str(repeats), *extra]
+            cmd = ["--connectome", str(path), "--duration-ms", str(duration_ms)]
+            cmd += ["--repeats", str(repeats), *extra]
             if batch and peer in JAX_PEERS:
                 cmd += ["--batch", str(batch), "--batch-repeats", "1"]
-            env_vars = dict(os.environ, PYTHONPATH="")
-            proc = None
-            try:
-                proc = subprocess.run(
-                    cmd, capture_output=True, text=True, timeout=7200, env=env_vars
-                )
-                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-                results[peer] = json.loads(line)
-            except Exception as err:  # a peer failing must not stop the benchmark
-                detail = proc.stderr[-400:] if proc is not None else ""
-                results[peer] = {"error": f"{type(err).__name__}: {err} {detail}"}
+            results[peer] = run_peer_runner(python, runner, cmd)
     return results
 
 

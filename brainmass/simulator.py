@@ -117,9 +117,24 @@ class Result(eqx.Module):
         )
 
 
-def _state_array(value: Any, model, n_regions: int, name: str, *, traced_ok: bool) -> State:
-    """A state given as a dict per variable, or an `(n_vars, n_regions)` array."""
+def _state_array(
+    value: Any,
+    model,
+    n_regions: int,
+    name: str,
+    *,
+    traced_ok: bool,
+    default: State | None = None,
+) -> State:
+    """A state given as a dict per variable, or an `(n_vars, n_regions)` array.
+
+    Variables a dict leaves out take their row of `default` (the model's default state
+    where None); values take `default`'s dtype where it is given, else float.
+    """
     nv = model.n_vars
+    dtype = float if default is None else default.dtype
+    if default is None:
+        default = model.default_state(n_regions)
     if isinstance(value, Mapping):
         unknown = [k for k in value if k not in model.state_variables]
         if unknown:
@@ -128,10 +143,9 @@ def _state_array(value: Any, model, n_regions: int, name: str, *, traced_ok: boo
                 f"expected names from {model.state_variables}."
             )
         rows = []
-        default = model.default_state(n_regions)
         for i, var in enumerate(model.state_variables):
             if var in value:
-                v = jnp.asarray(value[var], dtype=float)
+                v = jnp.asarray(value[var], dtype=dtype)
                 if v.shape not in ((), (1,), (n_regions,)):
                     raise ValueError(
                         f"{name}[{var!r}]: expected a scalar or one value per region "
@@ -142,7 +156,7 @@ def _state_array(value: Any, model, n_regions: int, name: str, *, traced_ok: boo
                 rows.append(default[i])
         arr = jnp.stack(rows)
     else:
-        arr = jnp.asarray(value, dtype=float)
+        arr = jnp.asarray(value, dtype=dtype)
         if arr.shape != (nv, n_regions):
             raise ValueError(
                 f"{name}: expected a dict per state variable or an array of shape "

@@ -75,7 +75,6 @@ these in one pass, with an `ok` flag for a likelihood), `lyapunov`,
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import equinox as eqx
@@ -84,7 +83,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from brainmass.monitors import Raw, TemporalAverage
-from brainmass.simulator import Simulator
+from brainmass.simulator import Simulator, _state_array
 
 __all__ = [
     "DEFAULT_DF_HIGH_HZ",
@@ -146,39 +145,10 @@ def _observed_variable(sim: Simulator) -> str:
 
 
 def _as_state(value: Any, sim: Simulator, name: str) -> jax.Array:
-    """A state given as an `(n_vars, n_regions)` array or a dict per variable."""
-    model = sim.network.model
-    nv, n = sim.network.n_vars, sim.network.n_regions
-    if isinstance(value, Mapping):
-        unknown = [k for k in value if k not in model.state_variables]
-        if unknown:
-            raise ValueError(
-                f"{name}: {type(model).__name__} has no state variable(s) {unknown}; "
-                f"expected names from {model.state_variables}."
-            )
-        default = sim.init
-        rows = []
-        for k, var in enumerate(model.state_variables):
-            if var in value:
-                v = jnp.asarray(value[var], dtype=default.dtype)
-                if v.shape not in ((), (1,), (n,)):
-                    raise ValueError(
-                        f"{name}[{var!r}]: expected a scalar or one value per region ({n},), "
-                        f"got shape {v.shape}."
-                    )
-                rows.append(jnp.broadcast_to(v, (n,)))
-            else:
-                rows.append(default[k])
-        return jnp.stack(rows)
-    arr = jnp.asarray(value)
-    if not jnp.issubdtype(arr.dtype, jnp.inexact):
-        arr = arr.astype(sim.init.dtype)
-    if arr.shape != (nv, n):
-        raise ValueError(
-            f"{name}: expected a dict per state variable or an array of shape ({nv}, {n}) "
-            f"(n_vars, n_regions), got shape {arr.shape}."
-        )
-    return arr
+    """A state as an `(n_vars, n_regions)` array or a dict per variable (the rest: `sim.init`)."""
+    return _state_array(
+        value, sim.network.model, sim.network.n_regions, name, traced_ok=True, default=sim.init
+    )
 
 
 def _network_drift(net, x_flat: jax.Array, scale: float) -> jax.Array:

@@ -31,6 +31,7 @@ import optax
 
 from brainmass._progress import progress_bar
 
+from ._checks import check_integers
 from .model import BayesianModel, LogDensity
 from .results import Posterior
 
@@ -120,10 +121,7 @@ def map_estimate(
     A start whose simulation fails (log density -inf or a NaN gradient) stays
     where it was; the count of such evaluations is `n_failed`.
     """
-    if int(num_starts) != num_starts or num_starts < 1:
-        raise ValueError(f"num_starts: expected an integer >= 1, got {num_starts!r}.")
-    if int(steps) != steps or steps < 1:
-        raise ValueError(f"steps: expected an integer >= 1, got {steps!r}.")
+    check_integers(("num_starts", num_starts, 1), ("steps", steps, 1))
     if not isinstance(bmodel, BayesianModel):
         raise ValueError(f"bmodel: expected an inference.BayesianModel, got {bmodel!r}.")
     from .mcmc import _subjects
@@ -302,8 +300,7 @@ def laplace(
     density at each draw) in `sample_stats`, and `info["covariance"]` (the
     unconstrained covariance, `(d, d)`).
     """
-    if int(num_draws) != num_draws or num_draws < 1:
-        raise ValueError(f"num_draws: expected an integer >= 1, got {num_draws!r}.")
+    check_integers(("num_draws", num_draws, 1))
     mean, chol = _gaussian(result, hessian)
     eps = jax.random.normal(key, (int(num_draws), mean.shape[0]), dtype=mean.dtype)
     flat = mean[None, :] + eps @ chol.T

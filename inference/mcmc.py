@@ -38,6 +38,7 @@ import numpy as np
 
 from brainmass._progress import progress_bar
 
+from ._checks import check_integers
 from .model import BayesianModel, LogDensity, predictive
 from .results import Posterior
 
@@ -100,15 +101,13 @@ def nuts(
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
-    for name, value, low in (
+    check_integers(
         ("num_warmup", num_warmup, 0),
         ("num_samples", num_samples, 1),
         ("num_chains", num_chains, 1),
         ("chunk_size", chunk_size, 1),
         ("max_tree_depth", max_tree_depth, 1),
-    ):
-        if int(value) != value or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}.")
+    )
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept: expected a probability in (0, 1), got {target_accept}.")
     if not isinstance(bmodel, BayesianModel):

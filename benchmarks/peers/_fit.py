@@ -224,6 +224,23 @@ def emit(peer: str, version: str, routes: list[dict], args, n_regions: int, **ex
     emit_raw(rec)
 
 
+def emit_target(peer: str, version: str, args, target: np.ndarray, wall_s: float) -> None:
+    """The JSON line of a `--make-target` run: where the target FC went, at which G and seed."""
+    g, out = args.make_target
+    emit_raw(
+        {
+            "peer": peer,
+            "version": version,
+            "made_target": out,
+            "G": g,
+            "seed": args.seed,
+            "duration_ms": args.duration_ms,
+            "wall_s": round(wall_s, 4),
+            "finite": bool(np.isfinite(target).all()),
+        }
+    )
+
+
 def emit_raw(rec: dict) -> None:
     """Write `rec` as one JSON line to the real stdout."""
     _w1._JSON_OUT.write(json.dumps(rec) + "\n")

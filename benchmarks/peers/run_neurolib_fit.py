@@ -243,18 +243,7 @@ def main():
         x = simulate(model, g, args.seed, args.duration_ms)
         target = _fit.fc(_fit.observe(x, args.duration_ms))
         np.save(out, target)
-        _fit.emit_raw(
-            {
-                "peer": "neurolib",
-                "version": version,
-                "made_target": out,
-                "G": g,
-                "seed": args.seed,
-                "duration_ms": args.duration_ms,
-                "wall_s": round(time.perf_counter() - t0, 4),
-                "finite": bool(np.isfinite(target).all()),
-            }
-        )
+        _fit.emit_target("neurolib", version, args, target, time.perf_counter() - t0)
         return
     fc_target = _fit.load_target(args.target_fc, n)
     simulate(model, args.grid[0], args.seed, 10 * _fit.PERIOD)  # 20 ms: compiles the loop

@@ -139,18 +139,7 @@ def main():
         x = simulate(w, g, args.seed, args.duration_ms)
         target = _fit.fc(_fit.observe(x, args.duration_ms))
         np.save(out, target)
-        _fit.emit_raw(
-            {
-                "peer": "tvb-library",
-                "version": version,
-                "made_target": out,
-                "G": g,
-                "seed": args.seed,
-                "duration_ms": args.duration_ms,
-                "wall_s": round(time.perf_counter() - t0, 4),
-                "finite": bool(np.isfinite(target).all()),
-            }
-        )
+        _fit.emit_target("tvb-library", version, args, target, time.perf_counter() - t0)
         return
     fc_target = _fit.load_target(args.target_fc, n)
     routes = [route_grid(w, args, fc_target)]
