@@ -40,6 +40,7 @@ from brainmass._progress import progress_bar
 
 from ._checks import check_integers
 from .model import BayesianModel, LogDensity, predictive
+from .priors import prior_token
 from .results import Posterior
 
 __all__ = ["nuts"]
@@ -526,8 +527,9 @@ def _fingerprint(bmodel, data, key, settings, init) -> str:
     """A hash of what makes a run: priors, likelihood, simulator values, data, key, settings."""
     h = hashlib.sha256()
     h.update(repr(bmodel).encode())
-    h.update(repr(sorted((p, repr(v)) for p, v in bmodel.priors.items())).encode())
-    h.update(repr(sorted((k, repr(v)) for k, v in bmodel.likelihood.noise.items())).encode())
+    # prior_token, not repr: a distribution's repr holds its address, new in every process
+    h.update(repr(sorted((p, prior_token(v)) for p, v in bmodel.priors.items())).encode())
+    h.update(repr(sorted((k, prior_token(v)) for k, v in bmodel.likelihood.noise.items())).encode())
     h.update(repr(vars(bmodel.likelihood).get("statistic", "")).encode())
     for leaf in jax.tree.leaves(bmodel.sim):  # the simulator's fixed parameters and structure
         if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):

@@ -18,7 +18,7 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 import brainmass as bm
 
 from .likelihoods import Likelihood
-from .priors import Hierarchical, check_prior, prior_shape, sample_prior
+from .priors import Hierarchical, check_prior, check_priors, prior_shape, sample_prior
 
 __all__ = ["BayesianModel", "LogDensity"]
 
@@ -89,33 +89,13 @@ class BayesianModel:
     ):
         if not isinstance(sim, bm.Simulator):
             raise ValueError(f"sim: expected a brainmass.Simulator, got {type(sim).__name__}.")
-        if not isinstance(priors, Mapping) or not priors:
-            raise ValueError(
-                "priors: expected a non-empty dict {parameter path: NumPyro distribution}, "
-                f"got {priors!r}."
-            )
         if not isinstance(likelihood, Likelihood):
             raise ValueError(
                 "likelihood: expected an inference.likelihoods likelihood (TimeSeries, FC, "
                 f"Whittle, Linearized, Custom), got {likelihood!r}."
             )
-        info = {p.path: p for p in sim.parameter_info()}
+        info = check_priors(sim, priors, self._check_prior)
         n = sim.network.n_regions
-        for path, prior in priors.items():
-            if path not in info:
-                import difflib
-
-                close = difflib.get_close_matches(path, list(info), n=3)
-                hint = f" Did you mean {', '.join(close)}?" if close else ""
-                raise ValueError(
-                    f"priors: the simulator has no parameter {path!r}.{hint} "
-                    f"Its parameters: {', '.join(info)}."
-                )
-            current = tuple(np.shape(info[path].value))
-            shapes = {current, ()}
-            if not path.startswith(("network.", "noise.", "connectome.")):
-                shapes.add((n,))
-            self._check_prior(path, prior, info[path].domain, tuple(sorted(shapes)))
         stochastic = sim.network.noise is not None
         if likelihood.needs_simulation and stochastic and noise_key is None:
             raise ValueError(

@@ -10,16 +10,19 @@ drawn around a group-level location and scale, parametrised non-centred.
 
 from __future__ import annotations
 
+import difflib
 import math
+from collections.abc import Callable, Mapping
 from typing import Any
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-__all__ = ["Hierarchical", "check_prior", "support_bounds"]
+__all__ = ["Hierarchical", "check_prior", "check_priors", "prior_token", "support_bounds"]
 
 
 class Hierarchical:
@@ -210,3 +213,69 @@ def sample_prior(path: str, prior: Any, n_regions: int) -> Any:
     if isinstance(prior, Hierarchical):
         return prior.sample(path, prior.size if prior.size is not None else n_regions)
     return jnp.asarray(numpyro.sample(path, prior))
+
+
+def check_priors(
+    sim: Any, priors: Any, check: Callable[[str, Any, str, tuple], None] = check_prior
+) -> dict[str, Any]:
+    """Check a priors dict against a simulator; returns `{path: ParameterInfo}` of its paths.
+
+    **Arguments:**
+
+    - `sim`: the `brainmass.Simulator` whose parameters the priors are over.
+    - `priors`: `{parameter path: NumPyro distribution or Hierarchical}`.
+    - `check`: `check(path, prior, domain, shapes)` raising on a prior that does not fit
+      (default `check_prior`).
+
+    Raises a ValueError for an empty or non-dict `priors`, an unknown path (with the closest
+    names), or a prior whose shape or support does not fit its parameter. A parameter may take
+    its current shape, a scalar, or (regional parameters) one value per region.
+    """
+    if not isinstance(priors, Mapping) or not priors:
+        raise ValueError(
+            "priors: expected a non-empty dict {parameter path: NumPyro distribution}, "
+            f"got {priors!r}."
+        )
+    info = {p.path: p for p in sim.parameter_info()}
+    n = sim.network.n_regions
+    for path, prior in priors.items():
+        if path not in info:
+            close = difflib.get_close_matches(path, list(info), n=3)
+            hint = f" Did you mean {', '.join(close)}?" if close else ""
+            raise ValueError(
+                f"priors: the simulator has no parameter {path!r}.{hint} "
+                f"Its parameters: {', '.join(info)}."
+            )
+        shapes = {tuple(np.shape(info[path].value)), ()}
+        if not path.startswith(("network.", "noise.", "connectome.")):
+            shapes.add((n,))
+        check(path, prior, info[path].domain, tuple(sorted(shapes)))
+    return {path: info[path] for path in priors}
+
+
+def prior_token(prior: Any) -> str:
+    """A text that identifies a prior by its type, shape and parameter values.
+
+    Equal priors give equal tokens in any process (unlike `repr`, which shows an object's
+    address); used in the fingerprints of checkpoints and simulation banks.
+    """
+    if isinstance(prior, Hierarchical):
+        t = prior.transform
+        transform = None if t is None else f"{type(t).__name__}{_leaf_text(t)}"
+        return (
+            f"Hierarchical({prior_token(prior.loc)}, {prior_token(prior.scale)}, "
+            f"size={prior.size}, transform={transform}, centered={prior.centered})"
+        )
+    if isinstance(prior, dist.Distribution):
+        base = getattr(prior, "base_dist", None)  # Expanded, Independent, Transformed...
+        name = type(prior).__name__ + ("" if base is None else f"[{prior_token(base)}]")
+        return f"{name}{prior.batch_shape}{prior.event_shape}{_leaf_text(prior)}"
+    return repr(prior)
+
+
+def _leaf_text(tree: Any) -> str:
+    try:
+        leaves = jax.tree.leaves(tree)
+    except Exception:  # noqa: BLE001 - a transform that is not a pytree
+        return ""
+    return repr([np.asarray(leaf).tolist() for leaf in leaves])
