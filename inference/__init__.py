@@ -3,7 +3,10 @@
 NumPyro models built from a `brainmass.Simulator`, priors and a likelihood
 (`BayesianModel`), gradient MAP with a Laplace approximation
 (`map_estimate`, `laplace`), NUTS through the solve with NumPyro and BlackJAX
-backends (`nuts`), and results as ArviZ DataTrees (`Posterior.to_arviz`).
+backends (`nuts`), neural posterior estimation on simulation banks with flowjax
+(`simulate_bank`, `NPE`, `summaries`), calibration diagnostics (`diagnostics`: SBC,
+TARP, posterior predictive checks), and results as ArviZ DataTrees
+(`Posterior.to_arviz`).
 
     import inference as inf
     bmodel = inf.BayesianModel(sim, {"coupling.G": dist.Uniform(0, 1)},
@@ -14,14 +17,18 @@ backends (`nuts`), and results as ArviZ DataTrees (`Posterior.to_arviz`).
 
 from . import (
     _compat,  # noqa: F401  (first: repairs NumPyro when ArviZ lazy-loaded it)
+    diagnostics,
     likelihoods,
+    summaries,
 )
+from .bank import ParameterSpace, SimulationBank, simulate_bank
 from .cohort import CohortModel
 from .map import MAPResult, laplace, map_estimate
 from .mcmc import nuts
 from .model import BayesianModel, LogDensity, predictive
 from .priors import Hierarchical
 from .results import Posterior
+from .sbi import NPE, NPEPosterior
 
 __all__ = [
     "BayesianModel",
@@ -29,10 +36,17 @@ __all__ = [
     "Hierarchical",
     "LogDensity",
     "MAPResult",
+    "NPE",
+    "NPEPosterior",
+    "ParameterSpace",
     "Posterior",
+    "SimulationBank",
+    "diagnostics",
     "laplace",
     "likelihoods",
     "map_estimate",
     "nuts",
     "predictive",
+    "simulate_bank",
+    "summaries",
 ]
