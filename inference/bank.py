@@ -388,10 +388,29 @@ class SimulationBank:
         )
 
 
-def _fingerprint(space: ParameterSpace, summary: Any, sim: bm.Simulator) -> str:
+def _simulator_values(sim: bm.Simulator, space: ParameterSpace, params) -> Callable:
+    """`theta_flat (d,) -> {path: value}`: the simulator parameters of a flat draw."""
+    if params is None:
+        return space.split
+
+    def to_sim(theta_flat):
+        values = params(space.split(theta_flat))
+        if not isinstance(values, Mapping) or not values:
+            raise ValueError(
+                f"params: expected a non-empty dict {{parameter path: value}}, got {values!r}."
+            )
+        return dict(values)
+
+    paths = list(jax.eval_shape(to_sim, jnp.zeros(space.d)))
+    sim._check_paths(tuple(paths))  # a clear error naming an unknown path
+    return to_sim
+
+
+def _fingerprint(space: ParameterSpace, summary: Any, sim: bm.Simulator, params=None) -> str:
     h = hashlib.sha256()
     h.update(space.token().encode())
     h.update(repr(summary).encode())
+    h.update(repr(getattr(params, "__qualname__", params)).encode())
     for leaf in jax.tree.leaves(sim):  # the simulator's fixed parameters and structure
         if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
@@ -409,6 +428,7 @@ def simulate_bank(
     memory_limit: float | None = None,
     path: str | os.PathLike | None = None,
     proposal: Callable[[Any, int], Any] | None = None,
+    params: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     progress: bool = True,
 ) -> SimulationBank:
     """Draw parameters from the priors, simulate them in vmapped chunks, keep the summaries.
@@ -428,6 +448,10 @@ def simulate_bank(
       priors, summary and simulator is resumed (its chunk size kept).
     - `proposal`: draw parameters from `proposal(key, n) -> (n, d)` (flat, canonical units;
       jit-able) instead of the priors, e.g. a prior truncated to a posterior's support.
+    - `params`: a pure JAX function `{name: value} -> {parameter path: value}` from the
+      inferred quantities (the keys of `priors`, free names) to simulator parameters, e.g.
+      an excitability gradient `{"slope": s} -> {"model.a": a0 + s * y}` over regions.
+      Without it the priors' keys are simulator parameter paths.
     - `progress`: show a progress bar.
 
     **Returns:** a `SimulationBank` with `theta (n, d)`, `x (n, *summary shape)` of the
@@ -438,9 +462,15 @@ def simulate_bank(
     check_integers(("num_simulations", num_simulations, 1))
     if chunk_size is not None:
         check_integers(("chunk_size", chunk_size, 1))
-    space = priors if isinstance(priors, ParameterSpace) else ParameterSpace(sim, priors)
+    if params is not None and not callable(params):
+        raise ValueError(
+            f"params: expected a function {{name: value}} -> {{path: value}}, got {params!r}."
+        )
+    if not isinstance(priors, ParameterSpace):
+        priors = ParameterSpace(sim if params is None else None, priors)
+    space = priors
     summary = as_summary(summary, sim)
-    fingerprint = _fingerprint(space, summary, sim)
+    fingerprint = _fingerprint(space, summary, sim, params)
     path = None if path is None else Path(path).with_suffix(".npz")
 
     bank = None
@@ -458,12 +488,12 @@ def simulate_bank(
     if bank is not None and todo == 0:
         return bank
 
-    simulate = sim.function(list(space.paths), output="result")
+    to_sim = _simulator_values(sim, space, params)
+    simulate = sim.function(list(jax.eval_shape(to_sim, jnp.zeros(space.d))), output="result")
     stochastic = sim.network.noise is not None
 
     def one(theta_flat, key):
-        theta = space.split(theta_flat)
-        result = simulate(theta, key if stochastic else None)
+        result = simulate(to_sim(theta_flat), key if stochastic else None)
         x = summary(result.signal)
         ok = jnp.asarray(result.ok) & jnp.all(jnp.isfinite(x))
         return x, ok

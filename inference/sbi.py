@@ -104,6 +104,9 @@ class NPE:
       (`MLPEmbedding(...)`, `CNNEmbedding(...)`) trained jointly with the flow, or None
       (the flow is conditioned on the standardised features directly).
     - `flow_layers`, `nn_width`, `nn_depth`: the flow's size.
+    - `params`: a function `{name: value} -> {parameter path: value}` when the inferred
+      quantities are not simulator parameters themselves (see `simulate_bank`); the keys
+      of `priors` are then free names.
 
     After `train`/`train_on`: `flow` (the flowjax distribution), `losses`
     (`{"train": [...], "val": [...]}`, mean negative log-likelihood per epoch in
@@ -123,6 +126,7 @@ class NPE:
         interval: float = 4.0,
         nn_width: int = 64,
         nn_depth: int = 1,
+        params: Any = None,
     ):
         if flow not in FLOWS:
             raise ValueError(f"flow: expected one of {FLOWS}, got {flow!r}.")
@@ -136,7 +140,11 @@ class NPE:
             raise ValueError(
                 f"sim: expected a brainmass.Simulator or None, got {type(sim).__name__}."
             )
-        self.space = priors if isinstance(priors, ParameterSpace) else ParameterSpace(sim, priors)
+        if isinstance(priors, ParameterSpace):
+            self.space = priors
+        else:
+            self.space = ParameterSpace(sim if params is None else None, priors)
+        self.params = params
         if flow == "coupling" and self.space.d < 2:
             raise ValueError(
                 f"flow: a coupling flow needs at least two parameters (this problem has "
@@ -200,7 +208,9 @@ class NPE:
     def simulate(self, key: Any, num_simulations: int, **kwargs: Any) -> SimulationBank:
         """A bank of `num_simulations` prior simulations (see `simulate_bank` for kwargs)."""
         self._need_sim("simulate")
-        return simulate_bank(self.sim, self.space, self.summary, key, num_simulations, **kwargs)
+        return simulate_bank(
+            self.sim, self.space, self.summary, key, num_simulations, params=self.params, **kwargs
+        )
 
     def train(
         self,
@@ -440,8 +450,13 @@ class NPE:
         return shape if self.embedding is not None else (int(math.prod(shape)),)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, sim: bm.Simulator | None = None) -> NPE:
-        """Load an estimator written by `save` (see there); `sim` to simulate and train again."""
+    def load(
+        cls, path: str | os.PathLike, sim: bm.Simulator | None = None, params: Any = None
+    ) -> NPE:
+        """Load an estimator written by `save` (see there).
+
+        `sim` (and `params`, if it was trained with one) to simulate and train again.
+        """
         with open(Path(path), "rb") as f:
             meta = pickle.load(f)
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
@@ -451,9 +466,10 @@ class NPE:
             meta["space"],
             meta["summary"],
             embedding=meta["embedding"],
+            params=params,
             **meta["settings"],
         )
-        if sim is not None:
+        if sim is not None and params is None:
             npe.space = ParameterSpace(sim, meta["priors"])
         npe._fitted_summary = meta["fitted_summary"]
         npe._norm = {k: jnp.asarray(v) for k, v in meta["norm"].items()}

@@ -249,3 +249,28 @@ def test_clear_errors(ou_sim, npe):
         npe.posterior()
     with pytest.raises(ValueError, match="num_simulations"):
         simulate_bank(ou_sim, OU_PRIORS, _log_variance, jax.random.key(0), 0)
+
+
+def _gradient(theta):
+    """Inferred quantities -> simulator parameters: a decay-rate gradient over the regions."""
+    return {"model.lam": theta["lam0"] + theta["slope"] * jnp.linspace(-1.0, 1.0, 4)}
+
+
+def test_bank_with_a_reparametrisation(ou_sim):
+    priors = {"lam0": dist.Uniform(0.08, 0.12), "slope": dist.Uniform(-0.03, 0.03)}
+    bank = simulate_bank(
+        ou_sim, priors, _log_variance, jax.random.key(3), 32, params=_gradient, progress=False
+    )
+    assert bank.names == ["lam0", "slope"] and bank.n_failed == 0
+    # the log variance of an OU region falls with its decay rate: it follows the slope
+    trend = bank.x[:, -1] - bank.x[:, 0]  # last minus first region
+    assert np.corrcoef(trend, bank.theta[:, 1])[0, 1] < -0.5
+    with pytest.raises(ValueError, match="model.lamb"):
+        simulate_bank(
+            ou_sim,
+            priors,
+            _log_variance,
+            jax.random.key(3),
+            8,
+            params=lambda t: {"model.lamb": t["lam0"]},
+        )
