@@ -4,9 +4,9 @@ NumPyro models built from a `brainmass.Simulator`, priors and a likelihood
 (`BayesianModel`), gradient MAP with a Laplace approximation
 (`map_estimate`, `laplace`), NUTS through the solve with NumPyro and BlackJAX
 backends (`nuts`), neural posterior estimation on simulation banks with flowjax
-(`simulate_bank`, `NPE`, `summaries`), calibration diagnostics (`diagnostics`: SBC,
-TARP, posterior predictive checks), and results as ArviZ DataTrees
-(`Posterior.to_arviz`).
+(`simulate_bank`, `NPE`, `summaries`) and learned likelihoods (`NLE`), calibration
+diagnostics (`diagnostics`: SBC, TARP, posterior predictive checks), and results as
+ArviZ DataTrees (`Posterior.to_arviz`).
 
     import inference as inf
     bmodel = inf.BayesianModel(sim, {"coupling.G": dist.Uniform(0, 1)},
@@ -28,7 +28,7 @@ from .mcmc import nuts
 from .model import BayesianModel, LogDensity, predictive
 from .priors import Hierarchical
 from .results import Posterior
-from .sbi import NPE, NPEPosterior
+from .sbi import NLE, NPE, NPEPosterior
 
 __all__ = [
     "BayesianModel",
@@ -36,6 +36,7 @@ __all__ = [
     "Hierarchical",
     "LogDensity",
     "MAPResult",
+    "NLE",
     "NPE",
     "NPEPosterior",
     "ParameterSpace",

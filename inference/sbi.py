@@ -36,6 +36,8 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
+from numpyro.distributions import constraints
 
 import brainmass as bm
 from brainmass._progress import progress_bar
@@ -49,9 +51,10 @@ from .bank import (
     signal_shape,
     simulate_bank,
 )
+from .likelihoods import Likelihood
 from .results import Posterior
 
-__all__ = ["NPE", "NPEPosterior", "fit_flow"]
+__all__ = ["NLE", "NPE", "Learned", "NPEPosterior", "fit_flow"]
 
 FLOWS = ("maf", "coupling")
 _FORMAT = 1
@@ -84,34 +87,10 @@ def _versions() -> dict[str, str]:
     return out
 
 
-class NPE:
-    r"""Neural posterior estimation: a conditional normalizing flow $q(\theta \mid x)$.
+class _FlowEstimator:
+    """What NPE and NLE share: the parameter space, the summary, the flow, training, saving."""
 
-    **Arguments:**
-
-    - `sim`: the `brainmass.Simulator` (stochastic simulators get fresh noise per
-      simulation: the posterior is that of the noisy model). None for an estimator trained
-      on a bank made elsewhere (`SimulationBank.from_arrays`; no units, no simulation).
-    - `priors`: `{parameter path: NumPyro distribution}` in canonical units (the dict
-      `BayesianModel` takes; per-region parameters with `.expand([n_regions])`).
-    - `summary`: an `inference.summaries` statistic (`FC()`, `combine(FC(), FCD(...))`,
-      ...) or a function `signal (n_samples, n_channels) -> features`; None: the bank's
-      features as they are.
-    - `flow`: `"maf"` (masked autoregressive flow, default) or `"coupling"` (coupling
-      flow; needs at least two parameters); both with rational-quadratic spline
-      transformers of `knots` knots on `[-interval, interval]` (standardised units).
-    - `embedding`: a learned embedding spec from `inference.summaries`
-      (`MLPEmbedding(...)`, `CNNEmbedding(...)`) trained jointly with the flow, or None
-      (the flow is conditioned on the standardised features directly).
-    - `flow_layers`, `nn_width`, `nn_depth`: the flow's size.
-    - `params`: a function `{name: value} -> {parameter path: value}` when the inferred
-      quantities are not simulator parameters themselves (see `simulate_bank`); the keys
-      of `priors` are then free names.
-
-    After `train`/`train_on`: `flow` (the flowjax distribution), `losses`
-    (`{"train": [...], "val": [...]}`, mean negative log-likelihood per epoch in
-    standardised units), `bank` (the training bank), `info` (training facts).
-    """
+    kind = "estimator"
 
     def __init__(
         self,
@@ -145,11 +124,6 @@ class NPE:
         else:
             self.space = ParameterSpace(sim if params is None else None, priors)
         self.params = params
-        if flow == "coupling" and self.space.d < 2:
-            raise ValueError(
-                f"flow: a coupling flow needs at least two parameters (this problem has "
-                f"{self.space.d}); use flow='maf'."
-            )
         self.sim = sim
         if summary is None:
             summary = Identity()
@@ -184,16 +158,22 @@ class NPE:
 
         k_flow, k_embed = jax.random.split(key)
         st = self.settings
+        dim, cond_shape = self._flow_shapes(raw_shape)
+        if st["flow"] == "coupling" and dim < 2:
+            raise ValueError(
+                f"flow: a coupling flow needs at least two dimensions (this {self.kind} models "
+                f"{dim}); use flow='maf'."
+            )
         if self.embedding is not None:
-            net = self.embedding.build(k_embed, raw_shape)
-            spec = jax.ShapeDtypeStruct(raw_shape, jnp.result_type(float))
+            net = self.embedding.build(k_embed, cond_shape)
+            spec = jax.ShapeDtypeStruct(cond_shape, jnp.result_type(float))
             cond_dim = int(math.prod(jax.eval_shape(net, spec).shape))
         else:
-            net, cond_dim = None, int(math.prod(raw_shape))
+            net, cond_dim = None, int(math.prod(cond_shape))
         make = masked_autoregressive_flow if st["flow"] == "maf" else coupling_flow
         flow = make(
             k_flow,
-            base_dist=Normal(jnp.zeros(self.space.d)),
+            base_dist=Normal(jnp.zeros(dim)),
             transformer=RationalQuadraticSpline(knots=st["knots"], interval=st["interval"]),
             cond_dim=cond_dim,
             flow_layers=st["flow_layers"],
@@ -201,8 +181,16 @@ class NPE:
             nn_depth=st["nn_depth"],
         )
         if net is not None:
-            flow = Transformed(flow.base_dist, EmbedCondition(flow.bijection, net, raw_shape))
+            flow = Transformed(flow.base_dist, EmbedCondition(flow.bijection, net, cond_shape))
         return flow
+
+    def _flow_shapes(self, raw_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
+        """(the flow's dimension, the shape of its condition) for features of `raw_shape`."""
+        raise NotImplementedError
+
+    def _roles(self, zs: Any, xs: Any) -> tuple[Any, Any]:
+        """(target, condition) of the training pairs from standardised parameters and features."""
+        raise NotImplementedError
 
     # ------------------------------------------------------------------ training
     def simulate(self, key: Any, num_simulations: int, **kwargs: Any) -> SimulationBank:
@@ -310,11 +298,12 @@ class NPE:
         k_init, k_fit = jax.random.split(key)
         flow = self._build_flow(k_init, tuple(xs.shape[1:]))
         n_train = len(zs) - int(round(validation_fraction * len(zs)))
+        target, condition = self._roles(jnp.asarray(zs), jnp.asarray(xs))
         flow, losses = fit_flow(
             k_fit,
             flow,
-            jnp.asarray(zs),
-            jnp.asarray(xs),
+            target,
+            condition,
             validation_fraction=validation_fraction,
             max_epochs=int(max_epochs),
             patience=int(patience),
@@ -363,35 +352,9 @@ class NPE:
         x = (x - self._norm["x_mean"]) / self._norm["x_std"]
         if self.embedding is None:
             x = x.reshape(x.shape[0], -1)
-        if not bool(jnp.all(jnp.isfinite(x))):
+        if not isinstance(x, jax.core.Tracer) and not bool(jnp.all(jnp.isfinite(x))):
             raise ValueError("observed: its summary features are not finite (NaN or inf).")
         return x if batch else x[0]
-
-    def posterior(self, observed: Any = None, *, features: Any = None) -> NPEPosterior:
-        """The amortized posterior given an observation (or a batch of observations).
-
-        **Arguments:**
-
-        - `observed`: a signal `(n_samples, n_channels)` or a batch `(m, n_samples,
-          n_channels)`; its summaries are computed here.
-        - `features`: instead, raw summary features `(*summary shape)` or `(m, *summary
-          shape)` (as in a bank's `x`).
-        """
-        self._need_trained()
-        if (observed is None) == (features is None):
-            raise ValueError("posterior: pass exactly one of observed= or features=.")
-        if observed is not None:
-            obs = jnp.asarray(observed)
-            return NPEPosterior(self, self.features(obs), batch=obs.ndim == 3)
-        raw = jnp.asarray(features, dtype=float)
-        shape = tuple(self.summary.shape)
-        if raw.shape[raw.ndim - len(shape) :] != shape or raw.ndim not in (
-            len(shape),
-            len(shape) + 1,
-        ):
-            raise ValueError(f"features: expected shape {shape} or (m, *{shape}), got {raw.shape}.")
-        batch = raw.ndim == len(shape) + 1
-        return NPEPosterior(self, self._standardise(raw if batch else raw[None], batch), batch)
 
     def _signal_shape(self) -> tuple[int, int] | None:
         if self.sim is not None:
@@ -407,7 +370,9 @@ class NPE:
 
     def _need_trained(self) -> None:
         if self.flow is None:
-            raise ValueError("NPE: not trained yet; call train(key, num_simulations) first.")
+            raise ValueError(
+                f"{type(self).__name__}: not trained yet; call train(key, num_simulations) first."
+            )
 
     # ------------------------------------------------------------------ saving
     def save(self, path: str | os.PathLike) -> Path:
@@ -423,6 +388,7 @@ class NPE:
         eqx.tree_serialise_leaves(buffer, self.flow)
         meta = {
             "format": _FORMAT,
+            "kind": self.kind,
             "versions": _versions(),
             "priors": self.space.priors,
             "space": self.space,
@@ -460,7 +426,12 @@ class NPE:
         with open(Path(path), "rb") as f:
             meta = pickle.load(f)
         if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise ValueError(f"path: {path} is not a saved inference.NPE (format {_FORMAT}).")
+            raise ValueError(
+                f"path: {path} is not a saved inference.{cls.__name__} (format {_FORMAT})."
+            )
+        if meta.get("kind", "npe") != cls.kind:
+            kind = str(meta.get("kind", "?")).upper()
+            raise ValueError(f"path: {path} holds an inference.{kind}, not a {cls.__name__}.")
         npe = cls(
             sim,
             meta["space"],
@@ -490,15 +461,223 @@ class NPE:
         for name, values in self.losses.items():
             ax.plot(np.arange(1, len(values) + 1), values, label=name)
         ax.axvline(self.info.get("best_epoch", len(self.losses["val"])), color="k", ls=":")
-        ax.set(xlabel="epoch", ylabel="negative log-likelihood", title="NPE training")
+        ax.set(
+            xlabel="epoch", ylabel="negative log-likelihood", title=f"{self.kind.upper()} training"
+        )
         ax.legend()
         return ax
 
     def __repr__(self) -> str:
         state = "untrained" if self.flow is None else f"trained on {self.info.get('n_train')}"
         return (
-            f"NPE({self.space!r}, summary={self.summary!r}, flow={self.settings['flow']}, {state})"
+            f"{type(self).__name__}({self.space!r}, summary={self.summary!r}, "
+            f"flow={self.settings['flow']}, {state})"
         )
+
+
+class NPE(_FlowEstimator):
+    r"""Neural posterior estimation: a conditional normalizing flow $q(\theta \mid x)$.
+
+    **Arguments:**
+
+    - `sim`: the `brainmass.Simulator` (stochastic simulators get fresh noise per
+      simulation: the posterior is that of the noisy model). None for an estimator trained
+      on a bank made elsewhere (`SimulationBank.from_arrays`; no units, no simulation).
+    - `priors`: `{parameter path: NumPyro distribution}` in canonical units (the dict
+      `BayesianModel` takes; per-region parameters with `.expand([n_regions])`).
+    - `summary`: an `inference.summaries` statistic (`FC()`, `combine(FC(), FCD(...))`,
+      ...) or a function `signal (n_samples, n_channels) -> features`; None: the bank's
+      features as they are.
+    - `flow`: `"maf"` (masked autoregressive flow, default) or `"coupling"` (coupling
+      flow; needs at least two parameters); both with rational-quadratic spline
+      transformers of `knots` knots on `[-interval, interval]` (standardised units).
+    - `embedding`: a learned embedding spec from `inference.summaries`
+      (`MLPEmbedding(...)`, `CNNEmbedding(...)`) trained jointly with the flow, or None
+      (the flow is conditioned on the standardised features directly).
+    - `flow_layers`, `nn_width`, `nn_depth`: the flow's size.
+    - `params`: a function `{name: value} -> {parameter path: value}` when the inferred
+      quantities are not simulator parameters themselves (see `simulate_bank`); the keys
+      of `priors` are then free names.
+
+    After `train`/`train_on`: `flow` (the flowjax distribution), `losses`
+    (`{"train": [...], "val": [...]}`, mean negative log-likelihood per epoch in
+    standardised units), `bank` (the training bank), `info` (training facts).
+    """
+
+    kind = "npe"
+
+    def _flow_shapes(self, raw_shape):
+        return self.space.d, tuple(raw_shape)
+
+    def _roles(self, zs, xs):
+        return zs, xs
+
+    def posterior(self, observed: Any = None, *, features: Any = None) -> NPEPosterior:
+        """The amortized posterior given an observation (or a batch of observations).
+
+        **Arguments:**
+
+        - `observed`: a signal `(n_samples, n_channels)` or a batch `(m, n_samples,
+          n_channels)`; its summaries are computed here.
+        - `features`: instead, raw summary features `(*summary shape)` or `(m, *summary
+          shape)` (as in a bank's `x`).
+        """
+        self._need_trained()
+        if (observed is None) == (features is None):
+            raise ValueError("posterior: pass exactly one of observed= or features=.")
+        if observed is not None:
+            obs = jnp.asarray(observed)
+            return NPEPosterior(self, self.features(obs), batch=obs.ndim == 3)
+        raw = jnp.asarray(features, dtype=float)
+        shape = tuple(self.summary.shape)
+        if raw.shape[raw.ndim - len(shape) :] != shape or raw.ndim not in (
+            len(shape),
+            len(shape) + 1,
+        ):
+            raise ValueError(f"features: expected shape {shape} or (m, *{shape}), got {raw.shape}.")
+        batch = raw.ndim == len(shape) + 1
+        return NPEPosterior(self, self._standardise(raw if batch else raw[None], batch), batch)
+
+
+class NLE(_FlowEstimator):
+    r"""Neural likelihood estimation: a conditional flow $q(x \mid \theta)$ of the summaries.
+
+    The same flows, trained on the same banks as `NPE`, but as the density of the
+    (standardised) summary features given the parameters (Papamakarios, Sterratt &
+    Murray 2019). `likelihood()` turns it into an `inference.likelihoods` likelihood, so
+    `BayesianModel` (NUTS, MAP, Laplace) and `CohortModel` (group and subject parameters)
+    run on a learned likelihood of a stochastic simulator whose exact likelihood is
+    intractable. Unlike NPE it does not depend on the prior it was trained under (within
+    the region the bank covers), so one NLE serves many priors and hierarchical models.
+
+    Arguments as `NPE`, except `embedding` (none: the flow models the flat features
+    themselves). A summary must be flat (`(k,)` features).
+    """
+
+    kind = "nle"
+
+    def __init__(self, sim: bm.Simulator | None, priors: Any, summary: Any, **kwargs: Any):
+        if kwargs.get("embedding") is not None:
+            raise ValueError(
+                "embedding: an NLE models the summary features themselves; learned embeddings "
+                "belong to NPE."
+            )
+        super().__init__(sim, priors, summary, **kwargs)
+
+    def _flow_shapes(self, raw_shape):
+        return int(math.prod(raw_shape)), (self.space.d,)
+
+    def _roles(self, zs, xs):
+        return xs.reshape(xs.shape[0], -1), zs
+
+    @_flowjax
+    def log_likelihood(self, features: Any, theta: Any) -> jax.Array:
+        """The learned log density of standardised features given parameters.
+
+        **Arguments:**
+
+        - `features`: standardised features `(..., k)`, as `NLE.features(observed)` gives.
+        - `theta`: `{path: value}` or flat `(..., d)` parameters in canonical units.
+
+        **Returns:** `(...)`, the log density of the (raw, unstandardised) features: the
+        standardisation's Jacobian is included, so values compare with exact likelihoods.
+        """
+        self._need_trained()
+        space, norm = self.space, self._norm
+        flat = space.join(theta) if isinstance(theta, Mapping) else jnp.asarray(theta, float)
+        u = (space.unconstrain(flat) - norm["z_mean"]) / norm["z_std"]
+        x = jnp.asarray(features)
+        lp = self.flow.log_prob(x, u) - jnp.sum(jnp.log(norm["x_std"]))
+        return jnp.where(jnp.isfinite(lp), lp, -jnp.inf)
+
+    def likelihood(self) -> Learned:
+        """The trained flow as a likelihood for `BayesianModel` / `CohortModel`."""
+        self._need_trained()
+        return Learned(self)
+
+
+class Learned(Likelihood):
+    """A likelihood learned by an `NLE`: the data's summaries under the trained flow.
+
+    The data are the observed signal `(n_samples, n_channels)` (its summaries are
+    computed once, in `prepare`); the parameters the model infers must be the NLE's
+    (same paths and shapes). No simulation runs inside the model (`needs_simulation` is
+    False), so NUTS costs a flow evaluation per gradient. The pointwise log-likelihood is
+    one value per observation (the features' joint density), and posterior predictive
+    draws are summary features (standardised), not signals.
+    """
+
+    needs_simulation = False
+
+    def __init__(self, nle: NLE):
+        if not isinstance(nle, NLE):
+            raise ValueError(f"nle: expected a trained inference.NLE, got {nle!r}.")
+        self.nle = nle
+        self.noise = {}
+
+    def bind(self, sim):
+        """Check that the simulator gives the signals the NLE's summary expects."""
+        expected = self.nle._signal_shape()
+        if expected is not None and tuple(signal_shape(sim)) != tuple(expected):
+            raise ValueError(
+                f"likelihood: the NLE was trained on signals of shape {expected}, this "
+                f"simulator gives {signal_shape(sim)}."
+            )
+        self._sim_signal = signal_shape(sim)
+        return self
+
+    def prepare(self, data, sim):
+        """The observed signal's standardised summary features `(k,)`."""
+        x = jnp.asarray(data)
+        if x.shape != tuple(self._sim_signal):
+            raise ValueError(
+                f"data: expected the monitor's signal of shape {self._sim_signal}, got {x.shape}."
+            )
+        return self.nle.features(x)
+
+    def predict_without_simulation(self, sim):
+        """Nothing to predict: the flow is conditioned on the parameters directly."""
+        return jnp.zeros(()), jnp.asarray(True)
+
+    def distribution(self, prediction, noise, **context):
+        """The flow at the model's parameters, as a NumPyro distribution over the features."""
+        theta = context.get("theta")
+        missing = [p for p in self.nle.space.paths if p not in theta]
+        if missing:
+            raise ValueError(
+                f"likelihood: the NLE needs the parameters {list(self.nle.space.paths)}; the "
+                f"model does not infer {missing}."
+            )
+        values = {p: theta[p] for p in self.nle.space.paths}
+        return _FlowDistribution(self.nle, self.nle.space.join(values))
+
+    def dims(self, sim):
+        """One dimension: the summary feature."""
+        k = int(math.prod(self.nle._raw_shape()))
+        return ["feature"], {"feature": np.arange(k)}
+
+
+class _FlowDistribution(dist.Distribution):
+    """The NLE's flow at fixed parameters, as a NumPyro distribution over standardised features."""
+
+    support = constraints.real_vector
+
+    def __init__(self, nle: NLE, theta_flat: Any):
+        self.nle = nle
+        self.theta = jnp.asarray(theta_flat)
+        k = int(math.prod(nle._raw_shape()))
+        super().__init__(batch_shape=self.theta.shape[:-1], event_shape=(k,))
+
+    def log_prob(self, value):
+        """The learned log likelihood of standardised features `value` `(..., k)`."""
+        return self.nle.log_likelihood(value, self.theta)
+
+    @_flowjax
+    def sample(self, key, sample_shape=()):
+        """Standardised features drawn from the flow at these parameters."""
+        norm, space = self.nle._norm, self.nle.space
+        u = (space.unconstrain(self.theta) - norm["z_mean"]) / norm["z_std"]
+        return self.nle.flow.sample(key, tuple(sample_shape), condition=u)
 
 
 @_flowjax

@@ -18,7 +18,7 @@ import pytest
 import brainmass as bm
 from inference.bank import ParameterSpace, SimulationBank, simulate_bank
 from inference.diagnostics import calibrate
-from inference.sbi import NPE
+from inference.sbi import NLE, NPE
 
 A = np.array([[1.0, 0.6], [0.4, 1.0]])  # posterior correlation -0.6
 S = 0.4
@@ -274,3 +274,61 @@ def test_bank_with_a_reparametrisation(ou_sim):
             8,
             params=lambda t: {"model.lamb": t["lam0"]},
         )
+
+
+def test_nle_log_likelihood_matches_the_exact_gaussian(space):
+    theta = space.sample(jax.random.key(20), 2000)
+    x = simulate(jax.random.key(21), theta)
+    bank = SimulationBank.from_arrays(theta, x, space)
+    nle = NLE(None, PRIORS, None, **SMALL).train_on(bank, jax.random.key(22), **TRAIN)
+    x_obs = np.array([0.4, -0.2])
+    mean, cov = exact_posterior(x_obs)
+    sd = np.sqrt(np.diag(cov))
+    grid = np.stack(
+        np.meshgrid(
+            *(np.linspace(m - 4 * s, m + 4 * s, 41) for m, s in zip(mean, sd, strict=True)),
+            indexing="ij",
+        ),
+        -1,
+    ).reshape(-1, 2)
+    features = nle._standardise(jnp.asarray(x_obs)[None], batch=False)
+    learned = np.asarray(nle.log_likelihood(features, jnp.asarray(grid)))
+    resid = x_obs - grid @ A.T
+    exact = -0.5 * np.sum(resid**2, 1) / S**2 - np.log(2 * np.pi * S**2)
+    weight = np.exp(-0.5 * np.einsum("ni,ij,nj->n", grid - mean, np.linalg.inv(cov), grid - mean))
+    err = np.sum(weight * np.abs(learned - exact)) / np.sum(weight)
+    assert err < 0.3, err  # nats, averaged over the posterior's bulk
+
+
+def test_nuts_on_a_learned_likelihood_agrees_with_npe(ou_sim):
+    from inference import BayesianModel, nuts
+
+    priors = {"coupling.G": dist.Uniform(0.0, 0.2), "model.lam": dist.Uniform(0.05, 0.2)}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        bank = simulate_bank(
+            ou_sim, priors, _log_variance, jax.random.key(30), 1024, progress=False
+        )
+    fit = dict(TRAIN, max_epochs=80)
+    nle = NLE(ou_sim, priors, _log_variance, **SMALL).train_on(bank, jax.random.key(31), **fit)
+    npe = NPE(ou_sim, priors, _log_variance, **SMALL).train_on(bank, jax.random.key(32), **fit)
+    truth = {"coupling.G": 0.08, "model.lam": 0.12}
+    signal = ou_sim.with_params(truth).run(jax.random.key(33)).signal
+    bmodel = BayesianModel(ou_sim, priors, nle.likelihood())
+    post = nuts(
+        bmodel,
+        signal,
+        jax.random.key(34),
+        num_warmup=200,
+        num_samples=300,
+        num_chains=2,
+        progress=False,
+        posterior_predictive=False,
+    )
+    ref = npe.posterior(signal).sample(jax.random.key(35), 4000)
+    for p in priors:
+        a, b = post.samples[p].ravel(), ref[p]
+        # two estimates of one posterior from the same 768 simulations: means within
+        # half a posterior sd, sds within a factor 1.6
+        assert abs(a.mean() - b.mean()) < 0.5 * b.std(), (p, a.mean(), b.mean(), b.std())
+        assert 1 / 1.6 < a.std() / b.std() < 1.6, (p, a.std(), b.std())
