@@ -512,6 +512,99 @@ class NPE(_FlowEstimator):
     def _roles(self, zs, xs):
         return zs, xs
 
+    def train(
+        self,
+        key: Any,
+        num_simulations: int,
+        *,
+        rounds: int = 1,
+        observed: Any = None,
+        truncation: float = 1e-4,
+        bank_path: str | os.PathLike | None = None,
+        chunk_size: int | None = None,
+        progress: bool = True,
+        **fit_kwargs: Any,
+    ) -> NPE:
+        """Simulate a bank and train on it; with `rounds > 1`, focus on one observation.
+
+        **Arguments:**
+
+        - `key`: a `jax.random` key (split for the banks and the training).
+        - `num_simulations`: simulations in all (split evenly over the rounds).
+        - `rounds`: 1 (default): an amortized estimator trained on prior simulations.
+          More: truncated sequential NPE (Deistler, Goncalves & Macke 2022): after each
+          round, the next round's parameters come from the prior truncated to the region
+          where the current posterior for `observed` exceeds its `truncation` quantile
+          (the highest-density region holding 1 - truncation of its mass); the flow is
+          retrained on all rounds' simulations. Within that region the proposal is
+          proportional to the prior, so the standard NPE loss stays valid; the result is
+          accurate for `observed` (and data like it), no longer amortized over the prior.
+        - `observed`: the signal to focus on (needed when `rounds > 1`).
+        - `bank_path`: keep the banks in `.npz` files (round r > 1 in `<stem>_round<r>.npz`).
+        - `chunk_size`, `progress`: passed to `simulate_bank`.
+        - `fit_kwargs`: passed to `train_on` (`max_epochs`, `patience`, ...).
+
+        `info["rounds"]` records each round's simulations and the prior mass its proposal
+        kept (the acceptance rate of the truncation).
+        """
+        check_integers(("rounds", rounds, 1))
+        if rounds == 1:
+            return super().train(
+                key,
+                num_simulations,
+                bank_path=bank_path,
+                chunk_size=chunk_size,
+                progress=progress,
+                **fit_kwargs,
+            )
+        if observed is None:
+            raise ValueError("observed: sequential rounds (rounds > 1) focus on an observation.")
+        if not 0.0 < truncation < 0.5:
+            raise ValueError(f"truncation: expected a quantile in (0, 0.5), got {truncation}.")
+        per_round = int(num_simulations) // int(rounds)
+        check_integers(("num_simulations / rounds", per_round, 2))
+        keys = jax.random.split(key, 2 * rounds)
+        bank, history = None, []
+        for r in range(rounds):
+            proposal, kept = (
+                (None, 1.0) if r == 0 else self._truncated_prior(observed, keys[2 * r], truncation)
+            )
+            path = None
+            if bank_path is not None:
+                base = Path(bank_path).with_suffix(".npz")
+                path = base if r == 0 else base.with_name(f"{base.stem}_round{r + 1}.npz")
+            new = self.simulate(
+                keys[2 * r],
+                per_round,
+                chunk_size=chunk_size,
+                path=path,
+                progress=progress,
+                proposal=proposal,
+            )
+            bank = new if bank is None else bank.merge(new)
+            history.append({"round": r + 1, "simulations": len(new), "prior_mass_kept": kept})
+            self.train_on(bank, keys[2 * r + 1], progress=progress, **fit_kwargs)
+        self.info["rounds"] = history
+        return self
+
+    def _truncated_prior(self, observed: Any, key: Any, truncation: float):
+        """A jit-able proposal: the prior restricted to the posterior's HPD region."""
+        k_post, k_prior = jax.random.split(key)
+        post = self.posterior(observed)
+        threshold = jnp.quantile(post.log_prob(post.sample_flat(k_post, 10_000)), truncation)
+        trial = self.space.sample(k_prior, 20_000)
+        kept = float(jnp.mean(post.log_prob(trial) >= threshold))
+        factor = int(min(2_000, math.ceil(4.0 / max(kept, 1e-4))))
+        space = self.space
+
+        def proposal(key, n):
+            candidates = space.sample(key, n * factor)
+            inside = post.log_prob(candidates) >= threshold
+            order = jnp.argsort(~inside, stable=True)  # accepted draws first, in order
+            return candidates[order[:n]]
+
+        return proposal, kept
+
     def posterior(self, observed: Any = None, *, features: Any = None) -> NPEPosterior:
         """The amortized posterior given an observation (or a batch of observations).
 

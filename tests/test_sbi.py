@@ -332,3 +332,32 @@ def test_nuts_on_a_learned_likelihood_agrees_with_npe(ou_sim):
         # half a posterior sd, sds within a factor 1.6
         assert abs(a.mean() - b.mean()) < 0.5 * b.std(), (p, a.mean(), b.mean(), b.std())
         assert 1 / 1.6 < a.std() / b.std() < 1.6, (p, a.std(), b.std())
+
+
+def test_sequential_rounds_focus_the_simulations_on_the_observation(ou_sim):
+    priors = {"coupling.G": dist.Uniform(0.0, 0.2), "model.lam": dist.Uniform(0.05, 0.2)}
+    truth = {"coupling.G": 0.08, "model.lam": 0.12}
+    signal = ou_sim.with_params(truth).run(jax.random.key(50)).signal
+    npe = NPE(ou_sim, priors, _log_variance, **SMALL)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        npe.train(
+            jax.random.key(51),
+            512,
+            rounds=2,
+            observed=signal,
+            truncation=0.1,
+            **dict(TRAIN, max_epochs=60),
+        )
+    first, second = npe.info["rounds"]
+    # a 90 % highest-density region of a 256-simulation posterior: prior mass removed
+    assert 0.0 < second["prior_mass_kept"] < 0.9, second
+    round2 = npe.bank.theta[first["simulations"] :]
+    width = lambda a: np.quantile(a, 0.95, axis=0) - np.quantile(a, 0.05, axis=0)  # noqa: E731
+    assert np.all(width(round2) < width(npe.bank.theta[: first["simulations"]]))
+    draws = npe.posterior(signal).sample(jax.random.key(52), 2000)
+    for p, value in truth.items():
+        lo, hi = np.quantile(draws[p], [0.005, 0.995])
+        assert lo < value < hi, (p, lo, hi)
+    with pytest.raises(ValueError, match="observed"):
+        npe.train(jax.random.key(0), 64, rounds=2)
