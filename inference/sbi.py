@@ -137,6 +137,11 @@ class _FlowEstimator:
             "nn_depth": int(nn_depth),
         }
         self.embedding = embedding
+        if flow == "coupling" and self.kind == "npe" and self.space.d < 2:
+            raise ValueError(
+                f"flow: a coupling flow needs at least two dimensions (this NPE infers "
+                f"{self.space.d} parameter); use flow='maf'."
+            )
         self.flow = None
         self.losses: dict[str, list[float]] = {"train": [], "val": []}
         self.bank: SimulationBank | None = None

@@ -6,8 +6,23 @@ import importlib.util
 import os
 from pathlib import Path
 
-import jax
-import pytest
+# The tests are bound by XLA compilation, not by running the compiled code: small networks,
+# short runs, many distinct programs. LLVM's optimisation passes are most of each compile, and
+# without them the tests spend ~30 % less CPU (test_sbi + the demo test: 142 s -> 99 s user
+# time; the suite outside the notebooks about 1670 -> 1300 worker-seconds). Results change
+# only by float32 rounding. Set before jax starts its backend; the notebooks that run long
+# simulations get the flags from outside back (tests/test_notebooks.py), since unoptimised
+# code runs them several times slower. An XLA_FLAGS of your own that sets the level wins;
+# benchmarks never use this.
+# the flags from outside, for the notebooks that run code rather than compile it
+os.environ.setdefault("BRAINMASS_XLA_FLAGS_OUTSIDE", os.environ.get("XLA_FLAGS", ""))
+if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
+    ).strip()
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 

@@ -210,7 +210,10 @@ def test_linear_in_moment(leadfield):
     )
     # one column per region: a region's column does not depend on the others
     np.testing.assert_allclose(
-        np.asarray(leadfield(centres[2:3], o1[2:3], sensors))[:, 0], L1[:, 2], rtol=1e-6
+        np.asarray(leadfield(centres[2:3], o1[2:3], sensors))[:, 0],
+        L1[:, 2],
+        rtol=1e-6,
+        atol=1e-7 * scale,  # float32 rounding at a sensor near the dipole's null line
     )
 
 
