@@ -17,6 +17,8 @@ from . import monitors as monitors
 from . import noise as noise
 from . import objectives as objectives
 from . import solvers as solvers
+from . import tasks as tasks
+from . import training as training
 from . import units as units
 from ._sweep import SweepResult as SweepResult
 from ._sweep import sweep as sweep
@@ -27,10 +29,14 @@ from .fitting import FitResult as FitResult
 from .fitting import Fitter as Fitter
 from .fitting import Positive as Positive
 from .fitting import Unbounded as Unbounded
+from .models.horn import HORNSeqNetwork as HORNSeqNetwork
 from .network import Network as Network
 from .simulator import ParameterInfo as ParameterInfo
 from .simulator import Result as Result
 from .simulator import Simulator as Simulator
+from .training import NeuralMassSeqNetwork as NeuralMassSeqNetwork
+from .training import Trainer as Trainer
+from .training import TrainResult as TrainResult
 
 __version__ = "0.1.0"
 

@@ -11,6 +11,7 @@ from ._base import AbstractNeuralMass as AbstractNeuralMass
 from .coombes_byrne import CoombesByrne as CoombesByrne
 from .fitzhugh_nagumo import FitzHughNagumo as FitzHughNagumo
 from .hopf import Hopf as Hopf
+from .horn import HORN as HORN
 from .jansen_rit import JansenRit as JansenRit
 from .kuramoto import Kuramoto as Kuramoto
 from .linear import Linear as Linear
@@ -24,6 +25,7 @@ _MODELS: dict[str, type[AbstractNeuralMass]] = {
         CoombesByrne,
         FitzHughNagumo,
         Hopf,
+        HORN,
         JansenRit,
         Kuramoto,
         Linear,
