@@ -1,0 +1,529 @@
+"""Bayesian inference benchmarks: NUTS (NumPyro and BlackJAX) and MAP through the model.
+
+Case a (evoked response, deterministic ODE): a 4-source Jansen-Rit network
+(`Connectome.synthetic(4, seed=0)`, sigmoidal coupling, no delays) at rest on
+its stable fixed point (mu = 0.09/ms) is driven by a Gaussian input bump into
+source L00 (`EvokedJansenRit`: the bump's height `stim`, peak time `onset` and
+width `width` are parameters; a clock state variable carries the time), and
+seen by 12 scalp electrodes through a homogeneous-sphere lead field (scaled to
+a largest gain of 1, average reference), sampled every 2 ms from 60 to 300 ms.
+Heun at dt = 0.5 ms. Data: the simulation at known parameters plus Gaussian
+noise. Nine inferred parameters, as in DCM for ERP (Baldy et al. 2025: 10
+parameters): A, B, a, b (shared by the sources), G, the input's height, onset
+and width, and the noise sigma (`likelihoods.TimeSeries(sigma=HalfNormal)`).
+
+Case b (resting-state FC, linearised): a 68-region Ornstein-Uhlenbeck network
+(`models.Linear`, `coupling.Linear`, additive noise, no delays) with one decay
+rate lam per region; data: the FC of a 120 s simulation at known parameters;
+`likelihoods.Linearized("fc")` (the exact Lyapunov covariance, no time
+stepping). 68 + 2 inferred parameters: lam per region (LogNormal prior), G and
+the Fisher-z noise sigma.
+
+For each case: `map_estimate` wall time (first call, with compilation, and a
+second, cached call), then `nuts` with both backends, initialised from the MAP
+(draws from its Laplace approximation), run twice on the same data (the second
+run reuses the compiled sampler). Per run: wall time, min and median bulk ESS
+over every parameter (ArviZ), ESS per second, gradient evaluations (leapfrog
+steps, summed over chains and post-warmup draws: `nuts` does not record the
+warmup's) and their rate, divergences, largest R-hat, and how many 90 %
+intervals cover the truth; case b adds the correlation of the per-region
+posterior means with the true lam. A direct measurement of the log density's
+gradient (single point, and one vmapped batch of the chains, as NUTS evaluates
+it) tells what a gradient costs.
+
+Usage:
+    python benchmarks/inference.py [--case a b] [--quick] [--b-draws 200 200]
+        [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+# this file is named like the `inference` package: keep its folder off the import path
+HERE = Path(__file__).resolve().parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
+
+import arviz as az  # noqa: E402
+import brainunit as u  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import numpyro.distributions as dist  # noqa: E402
+
+import brainmass as bm  # noqa: E402
+import inference as inf  # noqa: E402
+from brainmass.leadfield import centres_in_sphere, eeg_sphere, standard_1020  # noqa: E402
+from brainmass.models import param  # noqa: E402
+
+BACKENDS = ("numpyro", "blackjax")
+ELECTRODES = ["Fp1", "Fp2", "F3", "F4", "C3", "C4", "P3", "P4", "O1", "O2", "T7", "T8"]
+
+
+# ----------------------------------------------------------------------------- case a: model
+
+
+class EvokedJansenRit(bm.models.JansenRit):
+    r"""Jansen-Rit columns driven by a Gaussian input bump (an evoked response).
+
+    The input rate $u_i(t) = w_i\, s\, e^{-(t - t_0)^2 / 2 w_t^2}$ (1/ms) adds
+    to the pyramidal cells' external input $\mu$ (the drive of $y_4$), as the
+    stimulus in DCM for ERP. A seventh state variable `t` is a clock
+    ($\dot t = 1$, start it at 0): the vector field stays autonomous, so any
+    brainmass solver, monitor and transformation applies.
+    """
+
+    stim: float = param(0.1, unit=u.ms**-1, domain="nonnegative", doc="input bump height s")
+    onset: float = param(100.0, unit=u.ms, domain="positive", doc="input peak time t0")
+    width: float = param(8.0, unit=u.ms, domain="positive", doc="input bump width w_t (sd)")
+    stim_weights: float = param(1.0, domain="nonnegative", doc="input weight w_i per source")
+
+    state_variables: ClassVar[tuple[str, ...]] = ("y0", "y1", "y2", "y3", "y4", "y5", "t")
+    initial_state: ClassVar[dict[str, float]] = {**bm.models.JansenRit.initial_state, "t": 0.0}
+
+    def dfun(self, state, coupling):
+        """Vector field; `state` `(7, n_regions)`, `coupling` `(1, n_regions)`, per ms."""
+        base = super().dfun(state[:6], coupling)
+        t = state[6]
+        bump = self.stim * self.stim_weights * jnp.exp(-0.5 * ((t - self.onset) / self.width) ** 2)
+        dy4 = base[4] + self.A * self.a * bump
+        return jnp.concatenate([base[:4], dy4[None], base[5:], jnp.ones_like(t)[None]])
+
+
+ERP_TRUE = {  # the parameters that made the data (canonical units: mV, 1/ms, ms)
+    "model.A": 3.5,
+    "model.B": 20.0,
+    "model.a": 0.095,
+    "coupling.G": 25.0,
+    "model.stim": 0.09,
+    "model.onset": 95.0,
+}
+ERP_SIGMA = 0.1  # observation noise sd, in the channels' unit
+ERP_MU = 0.09  # 1/ms: below the alpha-oscillation range, a stable resting state
+DT = 1.0  # ms, Heun
+
+
+def erp_priors() -> dict:
+    """Priors of case a: LogNormal around the Jansen-Rit defaults (not at the truth)."""
+    ln = lambda median, sd: dist.LogNormal(math.log(median), sd)  # noqa: E731
+    return {
+        "model.A": ln(3.25, 0.15),
+        "model.B": ln(22.0, 0.15),
+        "model.a": ln(0.1, 0.15),
+        "coupling.G": ln(20.0, 0.3),
+        "model.stim": ln(0.08, 0.25),
+        "model.onset": ln(100.0, 0.1),
+    }
+
+
+def erp_problem(key) -> tuple[bm.Simulator, np.ndarray, dict]:
+    """The case a simulator (started on the resting state), the data and the truth.
+
+    **Arguments:**
+
+    - `key`: a `jax.random` key for the observation noise.
+
+    **Returns:** `(sim, data (n_samples, 12), truth {site: value})`.
+    """
+    conn = bm.Connectome.synthetic(4, seed=0)
+    names, positions = standard_1020(ELECTRODES)
+    lf = np.asarray(eeg_sphere(centres_in_sphere(conn.centres), None, positions))
+    lf = lf / np.abs(lf).max()  # gains up to 1: the channels are in mV of source potential
+    weights = np.array([1.0, 0.0, 0.0, 0.0])  # the input enters source L00
+
+    def network(stim):
+        model = EvokedJansenRit(mu=ERP_MU, stim=stim, stim_weights=weights)
+        return bm.Network(model, conn, coupling=bm.coupling.Sigmoidal(G=1.0))
+
+    rest = bm.Simulator(network(0.0), dt=DT, duration=3000.0, monitor=bm.monitors.Raw(10.0))
+    rest = rest.with_params({k: v for k, v in ERP_TRUE.items() if k != "model.stim"})
+    init = np.array(rest.run().final_state)
+    init[6] = 0.0  # the clock starts at 0
+    monitor = bm.monitors.EEG(lf, period=2.0, transient=60.0, sensor_names=names)
+    sim = bm.Simulator(network(0.1), dt=DT, duration=300.0, monitor=monitor, init=init)
+    clean = np.asarray(sim.with_params(ERP_TRUE).run().signal)
+    data = clean + ERP_SIGMA * np.asarray(jax.random.normal(key, clean.shape))
+    truth = {**ERP_TRUE, "likelihood.sigma": ERP_SIGMA}
+    return sim, data, truth
+
+
+# ----------------------------------------------------------------------------- case b: model
+
+
+def fc_problem(n_regions: int, duration_ms: float, key) -> tuple[bm.Simulator, np.ndarray, dict]:
+    """The case b simulator (an OU network), its simulated signal and the truth.
+
+    The decay rates are `0.1 * exp(0.3 z)`/ms (z standard normal, seed 1) and
+    G is 70 % of the value where the network loses stability.
+
+    **Arguments:**
+
+    - `n_regions`: regions of `Connectome.synthetic(n_regions, seed=0)`.
+    - `duration_ms`: simulated time (ms); the signal is sampled every 20 ms.
+    - `key`: the `jax.random` key of the simulation's noise.
+
+    **Returns:** `(sim, data (n_samples, n_regions), truth {site: value})`.
+    """
+    conn = bm.Connectome.synthetic(n_regions, seed=0)
+    lam = 0.1 * np.exp(0.3 * np.random.default_rng(1).standard_normal(n_regions))
+    w = np.asarray(conn.weights, dtype=float)
+
+    def abscissa(g):
+        return np.max(np.linalg.eigvals(-np.diag(lam) + g * w).real)
+
+    lo, hi = 0.0, 1.0
+    for _ in range(50):  # bisection for the critical coupling
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if abscissa(mid) < 0 else (lo, mid)
+    g_true = 0.7 * lo
+    net = bm.Network(
+        bm.models.Linear(lam=lam),
+        conn,
+        coupling=bm.coupling.Linear(G=g_true),
+        noise=bm.noise.Additive(sigma=0.01),
+    )
+    sim = bm.Simulator(net, dt=0.5, duration=duration_ms, monitor=bm.monitors.Raw(20.0))
+    data = np.asarray(sim.run(key).signal)
+    return sim, data, {"model.lam": lam.astype(np.float32), "coupling.G": np.float32(g_true)}
+
+
+def fc_priors(n_regions: int, g_true: float) -> dict:
+    """Priors of case b: lam per region LogNormal(log 0.1, 0.5); G LogNormal around 0.7 G_true."""
+    return {
+        "model.lam": dist.LogNormal(math.log(0.1), 0.5).expand([n_regions]),
+        "coupling.G": dist.LogNormal(math.log(0.7 * g_true), 0.5),
+    }
+
+
+# ----------------------------------------------------------------------------- measuring
+
+
+def timed_map(bmodel, data, steps: int, learning_rate: float) -> tuple[inf.MAPResult, dict]:
+    """`map_estimate` twice (compiling, then cached): the second result and both wall times.
+
+    The optimiser is Adam with a cosine-decayed learning rate (from
+    `learning_rate` to 0 over `steps`), 4 starts (the priors' medians and 3
+    prior draws), one vmapped loop.
+    """
+    import optax
+
+    opt = optax.adam(optax.cosine_decay_schedule(learning_rate, steps))
+    fits = [
+        inf.map_estimate(
+            bmodel, data, jax.random.key(1), steps=steps, optimizer=opt, progress=False
+        )
+        for _ in range(2)
+    ]
+    return fits[1], {"first_s": fits[0].wall_time, "second_s": fits[1].wall_time}
+
+
+def gradient_rate(bmodel, data, z, n_chains: int, repeats: int = 20) -> dict:
+    """Evaluations per second of the log density's value and gradient (compiled).
+
+    **Arguments:**
+
+    - `z`: `(n_chains, d)` flat unconstrained points (where NUTS starts).
+    - `n_chains`: the batch of one vmapped evaluation (as NUTS runs chains).
+
+    **Returns:** `{"single_per_s", "batch_per_s"}`: point evaluations per
+    second, one point at a time and in vmapped batches of `n_chains` (each
+    batch counts `n_chains` evaluations).
+    """
+    ld = bmodel.logdensity(data)
+    data_j = jnp.asarray(data)
+    single = jax.jit(jax.value_and_grad(ld.fn_data))
+    batch = jax.jit(jax.vmap(jax.value_and_grad(ld.fn_data), (0, None)))
+    out = {}
+    for name, fn, arg, count in (
+        ("single_per_s", single, z[0], 1),
+        ("batch_per_s", batch, z[:n_chains], n_chains),
+    ):
+        jax.block_until_ready(fn(arg, data_j))
+        t0 = time.perf_counter()
+        for _ in range(repeats):
+            jax.block_until_ready(fn(arg, data_j))
+        out[name] = count * repeats / (time.perf_counter() - t0)
+    return out
+
+
+def summarise(post: inf.Posterior, truth: dict, wall: float) -> dict:
+    """The figures of one NUTS run.
+
+    **Arguments:**
+
+    - `post`: the `Posterior`.
+    - `truth`: `{site: true value}` (sites without a truth are skipped in the
+      coverage count).
+    - `wall`: the run's wall time (s).
+
+    **Returns:** a dict: wall time, min/median bulk ESS over every scalar
+    parameter, min ESS per second, gradient evaluations (post-warmup leapfrog
+    steps summed over chains and draws) and per second, mean leapfrog steps
+    per draw, divergences, largest R-hat, intervals covering the truth.
+    """
+    tree = post.to_arviz()
+    ess = az.ess(tree, method="bulk")
+    rhat = az.rhat(tree)
+    sites = list(post.samples)
+    ess_all = np.concatenate([np.ravel(np.asarray(ess[s])) for s in sites])
+    rhat_all = np.concatenate([np.ravel(np.asarray(rhat[s])) for s in sites])
+    intervals = post.interval(0.9)
+    covered = total = 0
+    for site, value in truth.items():
+        lo, hi = (np.asarray(b) for b in intervals[site])
+        inside = (lo <= value) & (value <= hi)
+        covered += int(np.sum(inside))
+        total += int(np.size(inside))
+    n_steps = np.asarray(post.sample_stats["n_steps"])
+    grads = int(n_steps.sum())
+    return {
+        "wall_s": wall,
+        "ess_min": float(ess_all.min()),
+        "ess_median": float(np.median(ess_all)),
+        "ess_min_per_s": float(ess_all.min()) / wall,
+        "gradients": grads,
+        "gradients_per_s": grads / wall,
+        "steps_per_draw": float(n_steps.mean()),
+        "divergent": post.n_divergent,
+        "rhat_max": float(rhat_all.max()),
+        "covered": covered,
+        "n_covered_of": total,
+    }
+
+
+def run_nuts(bmodel, data, fit, truth: dict, settings: dict, extra=None) -> dict:
+    """NUTS with both backends from the MAP, twice each on the same data.
+
+    **Arguments:**
+
+    - `fit`: the `MAPResult` the chains start from (Laplace draws around it).
+    - `truth`: `{site: true value}`.
+    - `settings`: keyword arguments of `nuts` (`num_warmup`, `num_samples`,
+      `num_chains`, ...).
+    - `extra`: optional `(posterior) -> {name: number}`, more figures per run.
+
+    **Returns:** `{"init": how the chains started, backend: {"first": figures,
+    "second": figures}}` (figures as `summarise`, plus `extra`'s).
+    """
+    t0 = time.perf_counter()
+    try:  # draws from the Laplace approximation at the MAP, when the Hessian there is definite
+        fit.laplace_points(jax.random.key(0), 1)
+        init, how = fit, "Laplace draws at the MAP"
+    except RuntimeError:  # not converged: the MAP itself, jittered
+        latent = bmodel.latent_sites()
+        init, how = {k: v for k, v in fit.params.items() if k in latent}, "the MAP, jittered"
+    hessian_s = time.perf_counter() - t0
+    print(f"NUTS starts from {how} (Hessian at the MAP: {hessian_s:.1f} s)", flush=True)
+    out = {"init": how, "hessian_s": hessian_s}
+    for backend in BACKENDS:
+        runs = {}
+        for run, key in (("first", 2), ("second", 3)):
+            t0 = time.perf_counter()
+            post = inf.nuts(
+                bmodel,
+                data,
+                jax.random.key(key),
+                backend=backend,
+                init=init,
+                progress=False,
+                posterior_predictive=False,
+                **settings,
+            )
+            r = summarise(post, truth, time.perf_counter() - t0)
+            if extra is not None:
+                r.update(extra(post))
+            runs[run] = r
+            print(
+                f"  {backend:8s} {run:6s} run: {r['wall_s']:6.1f} s, ESS min {r['ess_min']:.0f}, "
+                f"{r['gradients']} gradients, {r['divergent']} divergent",
+                flush=True,
+            )
+        out[backend] = runs
+    return out
+
+
+def print_table(rows: dict, extra: str | None = None) -> None:
+    """The per-backend, per-run table of `run_nuts` results."""
+    head = (
+        f"{'backend':8s} {'run':6s} {'wall s':>7s} {'ESS min':>7s} {'ESS med':>7s} "
+        f"{'ESS/s':>6s} {'grads':>7s} {'grads/s':>7s} {'steps/draw':>10s} {'div':>4s} "
+        f"{'R-hat max':>9s} {'90% cover':>9s}"
+    )
+    if extra:
+        head += f" {extra:>10s}"
+    print(head)
+    for backend in BACKENDS:
+        runs = rows[backend]
+        for run in ("first", "second"):
+            r = runs[run]
+            line = (
+                f"{backend:8s} {run:6s} {r['wall_s']:7.1f} {r['ess_min']:7.0f} "
+                f"{r['ess_median']:7.0f} {r['ess_min_per_s']:6.2f} {r['gradients']:7d} "
+                f"{r['gradients_per_s']:7.0f} {r['steps_per_draw']:10.1f} {r['divergent']:4d} "
+                f"{r['rhat_max']:9.3f} {r['covered']:>4d}/{r['n_covered_of']:<4d}"
+            )
+            if extra:
+                line += f" {r.get(extra, float('nan')):10.3f}"
+            print(line)
+
+
+# ----------------------------------------------------------------------------- the cases
+
+
+def _map_report(fit: inf.MAPResult, truth: dict, times: dict) -> dict:
+    """Print the MAP's wall times and its error against the truth; return them."""
+    print(
+        f"MAP (adam, cosine-decayed rate, 4 starts): {times['first_s']:.1f} s first call "
+        f"(with compilation), {times['second_s']:.1f} s second call; log density "
+        f"{fit.log_density:.1f}, {fit.n_failed} failed evaluations"
+    )
+    errors = {}
+    for site, value in truth.items():
+        est = np.asarray(fit.params[site])
+        errors[site] = float(np.max(np.abs(est - value) / np.abs(value)))
+        if np.ndim(value) == 0:
+            print(f"  {site:18s} true {float(value):9.4g}  MAP {float(est):9.4g}")
+        else:
+            corr = float(np.corrcoef(est, value)[0, 1])
+            print(f"  {site:18s} {np.size(value)} values: correlation of MAP with truth {corr:.3f}")
+            errors[site + " corr"] = corr
+    return {**times, "log_density": fit.log_density, "relative_error": errors}
+
+
+def _gradient_report(rates: dict, n_chains: int) -> None:
+    print(
+        f"log density + gradient, compiled: {rates['single_per_s']:.0f}/s one point at a time, "
+        f"{rates['batch_per_s']:.0f}/s in vmapped batches of {n_chains} (as NUTS runs chains)"
+    )
+
+
+def run_case_a(args) -> dict:
+    """Case a: the Jansen-Rit evoked response through an EEG lead field (see the module doc)."""
+    chains, warmup, samples = (2, 20, 20) if args.quick else (4, 200, 200)
+    map_steps = 200 if args.quick else 1500
+    sim, data, truth = erp_problem(jax.random.key(0))
+    priors = erp_priors()
+    bmodel = inf.BayesianModel(sim, priors, inf.likelihoods.TimeSeries(sigma=dist.HalfNormal(0.2)))
+    n_par = bmodel.logdensity(data).size
+    print(
+        f"\nCase a: Jansen-Rit evoked response, {sim.network.n_regions} sources, "
+        f"{data.shape[1]} EEG channels x {data.shape[0]} samples, {n_par} parameters "
+        f"({', '.join(bmodel.latent_sites())}); {sim.n_steps} Heun steps of {DT:g} ms; NUTS "
+        f"{chains} chains x ({warmup} + {samples})",
+        flush=True,
+    )
+    fit, times = timed_map(bmodel, data, map_steps, 0.05)
+    out = {"map": _map_report(fit, truth, times), "n_parameters": n_par}
+    z = jnp.asarray(fit.z)[None] + 0.01 * jax.random.normal(jax.random.key(5), (chains, fit.z.size))
+    out["gradient_rate"] = gradient_rate(bmodel, data, z, chains)
+    _gradient_report(out["gradient_rate"], chains)
+    settings = dict(num_warmup=warmup, num_samples=samples, num_chains=chains, chunk_size=100)
+    if args.quick:
+        settings["max_tree_depth"] = 5  # at most 31 leapfrog steps a draw
+    rows = run_nuts(bmodel, data, fit, truth, settings)
+    print_table(rows)
+    out["nuts"] = rows
+    if not args.quick:
+        first = rows["numpyro"]["first"]["wall_s"]
+        second = rows["numpyro"]["second"]["wall_s"]
+        print(
+            f"Reference: Baldy et al. 2025 (J R Soc Interface), DCM for ERP in NumPyro, 10 "
+            f"parameters, 4 x (200 + 200): about 55 s on their machine; here {n_par} "
+            f"parameters, NumPyro backend: {first:.0f} s first run, {second:.0f} s second run "
+            "(another machine and model: an order of magnitude, not a ratio)"
+        )
+    return out
+
+
+def run_case_b(args) -> dict:
+    """Case b: per-region decay rates of an OU network from FC, linearised likelihood."""
+    n = 16 if args.quick else 68
+    duration = 30_000.0 if args.quick else 120_000.0
+    chains, warmup, samples = (2, 20, 20) if args.quick else (2, *args.b_draws)
+    map_steps = 200 if args.quick else 1000
+    t0 = time.perf_counter()
+    sim, data, truth = fc_problem(n, duration, jax.random.key(0))
+    sim_s = time.perf_counter() - t0
+    bmodel = inf.BayesianModel(
+        sim,
+        fc_priors(n, float(truth["coupling.G"])),
+        inf.likelihoods.Linearized("fc", sigma=dist.HalfNormal(0.1)),
+    )
+    n_par = sum(
+        int(np.size(v))
+        for v in bmodel.logdensity(data).constrain(bmodel.logdensity(data).init).values()
+    )
+    print(
+        f"\nCase b: OU network, {n} regions, FC of {duration / 1000:g} s ({data.shape[0]} "
+        f"samples, simulated in {sim_s:.1f} s); G = {float(truth['coupling.G']):.4f} (70 % of "
+        f"critical); Linearized('fc'), {n_par} parameters; NUTS {chains} chains x ({warmup} + "
+        f"{samples})",
+        flush=True,
+    )
+    fit, times = timed_map(bmodel, data, map_steps, 0.05)
+    out = {"map": _map_report(fit, truth, times), "n_parameters": n_par, "n_regions": n}
+    z = jnp.asarray(fit.z)[None] + 0.01 * jax.random.normal(jax.random.key(5), (chains, fit.z.size))
+    out["gradient_rate"] = gradient_rate(bmodel, data, z, chains)
+    _gradient_report(out["gradient_rate"], chains)
+    settings = dict(num_warmup=warmup, num_samples=samples, num_chains=chains, chunk_size=100)
+    if args.quick:
+        settings["max_tree_depth"] = 5  # at most 31 leapfrog steps a draw
+
+    def lam_corr(post):
+        mean = post.mean()["model.lam"]
+        return {"lam_corr": float(np.corrcoef(mean, truth["model.lam"])[0, 1])}
+
+    rows = run_nuts(bmodel, data, fit, truth, settings, extra=lam_corr)
+    print_table(rows, extra="lam_corr")
+    print("(lam_corr: correlation of the per-region posterior means with the true lam)")
+    out["nuts"] = rows
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", nargs="+", default=["a", "b"], choices=["a", "b"])
+    parser.add_argument("--quick", action="store_true", help="tiny settings: checks that it runs")
+    parser.add_argument(
+        "--b-draws",
+        type=int,
+        nargs=2,
+        default=[200, 200],
+        metavar=("WARMUP", "SAMPLES"),
+        help="case b: NUTS warmup and sampling iterations per chain (full settings)",
+    )
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    load0 = os.getloadavg()
+    t0 = time.perf_counter()
+    print(
+        f"jax {jax.__version__} on {jax.devices()[0]}, {os.cpu_count()} CPUs; "
+        f"{'quick' if args.quick else 'full'} settings; load average at start "
+        f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
+        flush=True,
+    )
+    out = {"quick": args.quick, "load_start": load0}
+    if "a" in args.case:
+        out["case_a"] = run_case_a(args)
+    if "b" in args.case:
+        out["case_b"] = run_case_b(args)
+    load1 = os.getloadavg()
+    out["load_end"], out["total_s"] = load1, time.perf_counter() - t0
+    print(
+        f"\nload average at end {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}; total "
+        f"{out['total_s'] / 60:.1f} min"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=2, default=float))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
