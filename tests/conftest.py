@@ -50,12 +50,12 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-# Test modules whose tests share an expensive session fixture (test_inference.py builds its
+# Test modules whose tests share an expensive module fixture (test_inference.py builds its
 # NUTS posteriors under two backends once, ~1 min): under `pytest -n 2 --dist loadgroup` each
 # runs as one unit on one worker, so the fixture is built once, not on every worker. xdist's
 # own `xdist_group` mark stopped working with pytest 9.2 (it renames `item._nodeid`, which
 # pytest no longer reads), so the grouping is done here through xdist's scheduler hook.
-SINGLE_WORKER_MODULES = ("test_inference.py",)
+SINGLE_WORKER_MODULES = ("test_inference.py", "test_sbi_ou.py")
 
 if importlib.util.find_spec("xdist") is not None:
 
