@@ -404,6 +404,24 @@ def _gradient_report(rates: dict, n_chains: int) -> None:
     )
 
 
+def map_and_gradients(bmodel, data, truth, map_steps, chains, warmup, samples, quick):
+    """MAP (timed, reported), the log density's gradient rate near it, and the NUTS settings.
+
+    **Returns:** `(fit, out, settings)`: the `MAPResult`, the report so far
+    `{"map", "gradient_rate"}`, and keyword arguments for `nuts` (chunks of 100 draws; tree
+    depth at most 5 in the quick run).
+    """
+    fit, times = timed_map(bmodel, data, map_steps, 0.05)
+    out = {"map": _map_report(fit, truth, times)}
+    z = jnp.asarray(fit.z)[None] + 0.01 * jax.random.normal(jax.random.key(5), (chains, fit.z.size))
+    out["gradient_rate"] = gradient_rate(bmodel, data, z, chains)
+    _gradient_report(out["gradient_rate"], chains)
+    settings = dict(num_warmup=warmup, num_samples=samples, num_chains=chains, chunk_size=100)
+    if quick:
+        settings["max_tree_depth"] = 5  # at most 31 leapfrog steps a draw
+    return fit, out, settings
+
+
 def run_case_a(args) -> dict:
     """Case a: the Jansen-Rit evoked response through an EEG lead field (see the module doc)."""
     chains, warmup, samples = (2, 20, 20) if args.quick else (4, 200, 200)
@@ -419,14 +437,10 @@ def run_case_a(args) -> dict:
         f"{chains} chains x ({warmup} + {samples})",
         flush=True,
     )
-    fit, times = timed_map(bmodel, data, map_steps, 0.05)
-    out = {"map": _map_report(fit, truth, times), "n_parameters": n_par}
-    z = jnp.asarray(fit.z)[None] + 0.01 * jax.random.normal(jax.random.key(5), (chains, fit.z.size))
-    out["gradient_rate"] = gradient_rate(bmodel, data, z, chains)
-    _gradient_report(out["gradient_rate"], chains)
-    settings = dict(num_warmup=warmup, num_samples=samples, num_chains=chains, chunk_size=100)
-    if args.quick:
-        settings["max_tree_depth"] = 5  # at most 31 leapfrog steps a draw
+    fit, out, settings = map_and_gradients(
+        bmodel, data, truth, map_steps, chains, warmup, samples, args.quick
+    )
+    out["n_parameters"] = n_par
     rows = run_nuts(bmodel, data, fit, truth, settings)
     print_table(rows)
     out["nuts"] = rows
@@ -456,10 +470,8 @@ def run_case_b(args) -> dict:
         fc_priors(n, float(truth["coupling.G"])),
         inf.likelihoods.Linearized("fc", sigma=dist.HalfNormal(0.1)),
     )
-    n_par = sum(
-        int(np.size(v))
-        for v in bmodel.logdensity(data).constrain(bmodel.logdensity(data).init).values()
-    )
+    density = bmodel.logdensity(data)
+    n_par = sum(int(np.size(v)) for v in density.constrain(density.init).values())
     print(
         f"\nCase b: OU network, {n} regions, FC of {duration / 1000:g} s ({data.shape[0]} "
         f"samples, simulated in {sim_s:.1f} s); G = {float(truth['coupling.G']):.4f} (70 % of "
@@ -467,14 +479,10 @@ def run_case_b(args) -> dict:
         f"{samples})",
         flush=True,
     )
-    fit, times = timed_map(bmodel, data, map_steps, 0.05)
-    out = {"map": _map_report(fit, truth, times), "n_parameters": n_par, "n_regions": n}
-    z = jnp.asarray(fit.z)[None] + 0.01 * jax.random.normal(jax.random.key(5), (chains, fit.z.size))
-    out["gradient_rate"] = gradient_rate(bmodel, data, z, chains)
-    _gradient_report(out["gradient_rate"], chains)
-    settings = dict(num_warmup=warmup, num_samples=samples, num_chains=chains, chunk_size=100)
-    if args.quick:
-        settings["max_tree_depth"] = 5  # at most 31 leapfrog steps a draw
+    fit, out, settings = map_and_gradients(
+        bmodel, data, truth, map_steps, chains, warmup, samples, args.quick
+    )
+    out.update(n_parameters=n_par, n_regions=n)
 
     def lam_corr(post):
         mean = post.mean()["model.lam"]
