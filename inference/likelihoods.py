@@ -246,6 +246,19 @@ class Whittle(Likelihood):
     $2\sigma_m^2 / f_s$ of white measurement noise of standard deviation
     $\sigma_m$ (`sigma`, in the signal's unit; `None`: no measurement noise).
 
+    A caveat on calibration: with a Hann window, neighbouring frequencies of
+    one periodogram are not independent. For a flat spectrum the correlation
+    of adjacent ordinates is $(2/3)^2 = 4/9$ (the window's squared
+    autocorrelation at one bin; $1/36$ at two bins), so the independence
+    assumption counts the same information more than once and the posterior
+    is too narrow. On a two-region OU network its standard deviations were
+    1.65 times smaller than those of NPE and NLE posteriors of the same
+    spectrum, which agreed with each other (see `tests/test_sbi_ou.py`).
+    Use it for point estimates and fast exploration; where calibrated widths
+    matter, prefer `Linearized("fc")` or a learned likelihood
+    (`inference.NLE`) of the same spectrum. `Linearized("spectrum")` shares
+    this caveat.
+
     **Arguments:**
 
     - `nperseg`: samples per segment (frequency resolution $f_s$/`nperseg`).
@@ -412,7 +425,8 @@ class Linearized(Likelihood):
 
     - `statistic`: `"fc"` (default): Gaussian on the Fisher-z upper triangle of
       the FC, as `FC`; `"spectrum"`: Whittle's likelihood of the Welch spectrum,
-      as `Whittle`, with the model's power spectral density.
+      as `Whittle`, with the model's power spectral density (and its caveat:
+      adjacent Hann-window bins are correlated, so posteriors are too narrow).
     - `sigma`: for `"fc"`, the standard deviation on the Fisher-z scale
       (number or prior; about $1/\sqrt{T_{\text{eff}} - 3}$); for
       `"spectrum"`, the white measurement noise (number, prior or None).
