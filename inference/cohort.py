@@ -36,7 +36,11 @@ class CohortModel(BayesianModel):
     - `priors`: `{path: prior}`; `inference.Hierarchical` priors give a value
       per subject (their `size`, if set, must equal `n_subjects`); NumPyro
       distributions give shared values (shape `()` or `(n_regions,)`).
-    - `likelihood`: as for `BayesianModel`, applied to each subject.
+    - `likelihood`: as for `BayesianModel`, applied to each subject; a learned
+      one (`NLE.likelihood()`) evaluates the flow at each subject's parameters
+      and runs no simulation. Its parameters must stay where the NLE's bank
+      was simulated: give a per-subject parameter a `Hierarchical` transform
+      onto the bank's range (sigmoid then affine for a uniform prior).
     - `n_subjects`: the number of subjects; the data have a leading axis of
       this length.
     - `noise_key`: as for `BayesianModel`.
@@ -103,9 +107,12 @@ class CohortModel(BayesianModel):
         noise = self._sample_noise()
         prediction, ok = self.predict(theta)
         observed = None if data is None else self._prepare(data)
-        fallback = observed if observed is not None else jnp.zeros_like(prediction)
-        expand = ok.reshape(ok.shape + (1,) * (jnp.ndim(prediction) - 1))
-        safe = jnp.where(expand, prediction, fallback)
+        if self.likelihood.needs_simulation:
+            fallback = observed if observed is not None else jnp.zeros_like(prediction)
+            expand = ok.reshape(ok.shape + (1,) * (jnp.ndim(prediction) - 1))
+            safe = jnp.where(expand, prediction, fallback)
+        else:  # a learned likelihood: no prediction, the flow takes the parameters
+            safe = prediction
         numpyro.factor(FAILED, jnp.sum(jnp.where(ok, 0.0, -jnp.inf)))
         d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
         numpyro.sample(OBS, d, obs=observed)

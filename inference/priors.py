@@ -107,8 +107,30 @@ class Hierarchical:
 
     @property
     def support(self) -> Any:
-        """The constraint the members satisfy (the transform's codomain, or real)."""
-        return constraints.real if self.transform is None else self.transform.codomain
+        """The constraint the members satisfy: the transform's image of the real line.
+
+        The transform's declared codomain where it bounds the values; otherwise (a
+        composed transform such as sigmoid then affine declares the last part's
+        codomain, the real line) the image of an elementwise monotone transform,
+        read off its values at -inf and +inf.
+        """
+        if self.transform is None:
+            return constraints.real
+        codomain = self.transform.codomain
+        if support_bounds(codomain) != (-math.inf, math.inf):
+            return codomain
+        with np.errstate(all="ignore"):
+            ends = np.asarray(self.transform(jnp.array([-jnp.inf, jnp.inf])), dtype=float)
+        if ends.shape != (2,) or np.isnan(ends).any():
+            return codomain
+        lo, hi = float(ends.min()), float(ends.max())
+        if math.isfinite(lo) and math.isfinite(hi):
+            return constraints.interval(lo, hi)
+        if math.isfinite(lo):
+            return constraints.greater_than(lo)
+        if math.isfinite(hi):
+            return constraints.less_than(hi)
+        return codomain
 
     def sample(self, path: str, size: int) -> Any:
         """Sample the group sites and the members inside a NumPyro model; `(size,)`."""

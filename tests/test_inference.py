@@ -450,6 +450,24 @@ def test_cohort_model_recovers_group_and_subjects(sim, truth):
 # ----------------------------------------------------------------------------- priors, likelihoods
 
 
+def test_hierarchical_support_through_a_composed_transform(sim):
+    """Sigmoid then affine keeps members in (0.06, 0.16): accepted for a positive rate."""
+    t = dist.transforms
+    bounded = t.ComposeTransform([t.SigmoidTransform(), t.AffineTransform(0.06, 0.1)])
+    prior = inf.Hierarchical(dist.Normal(0.0, 1.0), dist.HalfNormal(1.0), transform=bounded)
+    lo, hi = inf.priors.support_bounds(prior.support)
+    np.testing.assert_allclose([lo, hi], [0.06, 0.16], rtol=1e-6)
+    inf.CohortModel(sim, {"model.lam": prior}, L.TimeSeries(sigma=SIGMA), n_subjects=2)
+    shifted = t.ComposeTransform([t.ExpTransform(), t.AffineTransform(-1.0, 1.0)])  # > -1
+    with pytest.raises(ValueError, match=r"mass on \[-1, inf\]"):
+        inf.CohortModel(
+            sim,
+            {"model.lam": inf.Hierarchical(dist.Normal(), dist.HalfNormal(), transform=shifted)},
+            L.TimeSeries(sigma=SIGMA),
+            n_subjects=2,
+        )
+
+
 def test_hierarchical_prior_per_region(sim, data):
     prior = inf.Hierarchical(
         dist.Normal(math.log(0.05), 0.5),
