@@ -15,7 +15,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -279,11 +278,13 @@ def prior_token(prior: Any) -> str:
     """A text that identifies a prior by its type, shape and parameter values.
 
     Equal priors give equal tokens in any process (unlike `repr`, which shows an object's
-    address); used in the fingerprints of checkpoints and simulation banks.
+    address, and unlike NumPyro's pytree flattening, whose field order follows a set of
+    names and changes with Python's hash seed); used in the fingerprints of checkpoints
+    and simulation banks.
     """
     if isinstance(prior, Hierarchical):
         t = prior.transform
-        transform = None if t is None else f"{type(t).__name__}{_leaf_text(t)}"
+        transform = None if t is None else _value_text(t)
         return (
             f"Hierarchical({prior_token(prior.loc)}, {prior_token(prior.scale)}, "
             f"size={prior.size}, transform={transform}, centered={prior.centered})"
@@ -291,13 +292,32 @@ def prior_token(prior: Any) -> str:
     if isinstance(prior, dist.Distribution):
         base = getattr(prior, "base_dist", None)  # Expanded, Independent, Transformed...
         name = type(prior).__name__ + ("" if base is None else f"[{prior_token(base)}]")
-        return f"{name}{prior.batch_shape}{prior.event_shape}{_leaf_text(prior)}"
+        fields = sorted(type(prior).gather_pytree_data_fields())
+        values = [(f, _value_text(prior.__dict__.get(f))) for f in fields if f != "base_dist"]
+        return f"{name}{prior.batch_shape}{prior.event_shape}{values!r}"
     return repr(prior)
 
 
-def _leaf_text(tree: Any) -> str:
-    try:
-        leaves = jax.tree.leaves(tree)
-    except Exception:  # noqa: BLE001 - a transform that is not a pytree
-        return ""
-    return repr([np.asarray(leaf).tolist() for leaf in leaves])
+def _value_text(value: Any) -> Any:
+    """A process-independent text of a prior's field: numbers, arrays, priors, transforms."""
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int | float):
+        return float(value)  # Normal(0, 1) and Normal(0.0, 1.0) are the same prior
+    if isinstance(value, dist.Distribution):
+        return prior_token(value)
+    if isinstance(value, dist.transforms.ComposeTransform):
+        return ["Compose", *(_value_text(p) for p in value.parts)]
+    if isinstance(value, dist.transforms.Transform):
+        attrs = sorted(vars(value).items())
+        return [type(value).__name__, *((k, _value_text(v)) for k, v in attrs if _is_data(v))]
+    if isinstance(value, list | tuple):
+        return [_value_text(v) for v in value]
+    if hasattr(value, "dtype") or isinstance(value, np.generic):
+        arr = np.asarray(value)
+        return (arr.astype(float) if arr.dtype.kind in "iuf" else arr).tolist()
+    return type(value).__name__
+
+
+def _is_data(value: Any) -> bool:
+    return isinstance(value, int | float | dist.transforms.Transform) or hasattr(value, "dtype")

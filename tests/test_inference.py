@@ -7,6 +7,7 @@ lam and G are correlated in the posterior.
 """
 
 import math
+import os
 import warnings
 
 import arviz as az
@@ -466,6 +467,35 @@ def test_hierarchical_support_through_a_composed_transform(sim):
             L.TimeSeries(sigma=SIGMA),
             n_subjects=2,
         )
+
+
+def test_prior_tokens_are_the_same_in_any_process():
+    """Bank and checkpoint fingerprints must not depend on Python's hash seed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpyro.distributions as dist; from inference.priors import prior_token, "
+        "Hierarchical; T = dist.transforms; print([prior_token(p) for p in ["
+        "dist.Uniform(0.0, 1.0), dist.LogUniform(0.005, 0.08), dist.LogNormal(0, 1).expand([3]),"
+        " Hierarchical(dist.Normal(0, 1), dist.HalfNormal(1), transform=T.ComposeTransform("
+        "[T.SigmoidTransform(), T.AffineTransform(0.06, 0.1)]))]])"
+    )
+    runs = {
+        seed: subprocess.run(
+            [sys.executable, "-c", code],
+            env={**os.environ, "PYTHONHASHSEED": seed, "JAX_PLATFORMS": "cpu"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(set(runs.values())) == 1, runs
+    from inference.priors import prior_token
+
+    assert prior_token(dist.Normal(0, 1)) == prior_token(dist.Normal(0.0, 1.0))
+    assert prior_token(dist.Uniform(0.0, 1.0)) != prior_token(dist.Uniform(0.0, 2.0))
 
 
 def test_hierarchical_prior_per_region(sim, data):
