@@ -10,9 +10,9 @@ clipping the global gradient norm to 1.
 
 Two ways to train the same thing:
 
-- `bm.Trainer(net).fit(...)`: one compiled step per minibatch (it also computes
-  the batch accuracy and checks the loss and gradients are finite), no
-  validation, no checkpoint, no progress bar;
+- `bm.Trainer(net).fit(...)`: one compiled call per epoch, a scan over the
+  minibatches (it also computes the batch accuracy and checks the loss and
+  gradients are finite), no validation, no checkpoint, no progress bar;
 - a hand-written JAX loop: the HORN equations written again as a pure function
   of a dict of arrays (checked equal to `HORNSeqNetwork` on a batch), one
   `jax.jit` of a `value_and_grad` + optax update per minibatch, batches sliced

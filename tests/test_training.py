@@ -100,10 +100,10 @@ def test_wilson_cowan_network_learns_the_task(wilson_cowan_run, data):
     assert not np.allclose(result.network.model.c_ee, trainer.network.model.c_ee)
 
 
-def test_train_step_traced_once(wilson_cowan_run):
+def test_train_epoch_traced_once(wilson_cowan_run):
     trainer, _, result = wilson_cowan_run
     assert result.info["steps_per_epoch"] * result.n_epochs > 4
-    assert eqx.debug.get_num_traces(trainer._train_step) == 1
+    assert eqx.debug.get_num_traces(trainer._train_epoch) == 1
 
 
 def test_loss_matches_numpy_cross_entropy(data):

@@ -101,7 +101,7 @@ class Trainer:
             )
         self.optimizer = optimizer
         self.trainable = eqx.is_inexact_array if trainable is None else trainable
-        self._train_step = self._make_train_step()
+        self._train_epoch = self._make_train_epoch()
         self._eval_batch = self._make_eval_batch()
 
     # ------------------------------------------------------------------ pieces
@@ -123,7 +123,16 @@ class Trainer:
         mets = {k: jnp.reshape(jnp.asarray(f(outputs, y)), ()) for k, f in self.metrics.items()}
         return value, mets
 
-    def _make_train_step(self) -> Callable:
+    def _make_train_epoch(self) -> Callable:
+        """One epoch as one compiled call: a `lax.scan` of optimiser steps over minibatches.
+
+        Minibatch `s` takes the trials `order[s * batch_size : (s + 1) * batch_size]` and the
+        key `fold_in(step_key, s)` (split into one key per trial). Returns the parameters and
+        optimiser state after the last step, and per step the loss, the metrics, whether the
+        loss, gradients and parameters were finite, and the learning rate the optimiser
+        reports (NaN where it reports none).
+        """
+
         def batch_loss(params, static, x, y, keys):
             net = eqx.combine(params, static)
             values, mets = jax.vmap(lambda a, b, k: self._per_trial(net, a, b, k))(x, y, keys)
@@ -133,16 +142,25 @@ class Trainer:
 
         @eqx.filter_jit
         @eqx.debug.assert_max_traces(max_traces=None)
-        def train_step(params, opt_state, static, inputs, targets, idx, key):
-            keys = jax.random.split(key, idx.shape[0])
-            (value, mets), grads = grad_fn(params, static, inputs[idx], targets[idx], keys)
-            updates, opt_state = self.optimizer.update(grads, opt_state, params)
-            params = eqx.apply_updates(params, updates)
-            finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((grads, params))]
-            ok = jnp.all(jnp.stack([jnp.isfinite(value), *finite]))
-            return params, opt_state, value, mets, ok
+        def train_epoch(params, opt_state, static, inputs, targets, order, step_key, batch_size):
+            def step(carry, s):
+                params, opt_state = carry
+                idx = jax.lax.dynamic_slice_in_dim(order, s * batch_size, batch_size)
+                keys = jax.random.split(jax.random.fold_in(step_key, s), batch_size)
+                (value, mets), grads = grad_fn(params, static, inputs[idx], targets[idx], keys)
+                updates, opt_state = self.optimizer.update(grads, opt_state, params)
+                params = eqx.apply_updates(params, updates)
+                finite = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((grads, params))]
+                ok = jnp.all(jnp.stack([jnp.isfinite(value), *finite]))
+                return (params, opt_state), (value, mets, ok, _reported_lr(opt_state))
 
-        return train_step
+            steps = order.shape[0] // batch_size
+            (params, opt_state), per_step = jax.lax.scan(
+                step, (params, opt_state), jnp.arange(steps)
+            )
+            return params, opt_state, per_step
+
+        return train_epoch
 
     def _make_eval_batch(self) -> Callable:
         @eqx.filter_jit
@@ -263,14 +281,11 @@ class Trainer:
             mets = {key: mets[key] + float(m[key]) for key in mets}
         return {"loss": loss / n, **{key: v / n for key, v in mets.items()}}
 
-    def _lr_of(self, opt_state: Any, count: int) -> float:
+    def _lr_of(self, reported: float, count: int) -> float:
+        """The learning rate of step `count`: the default optimizer's, or the one reported."""
         if self._lr is not None:
             return float(self._lr(count)) if callable(self._lr) else float(self._lr)
-        nodes = jax.tree.leaves(opt_state, is_leaf=lambda x: hasattr(x, "hyperparams"))
-        for node in nodes:
-            if "learning_rate" in getattr(node, "hyperparams", {}):
-                return float(node.hyperparams["learning_rate"])
-        return float("nan")
+        return reported
 
     # ------------------------------------------------------------------ fit
     def fit(
@@ -424,26 +439,19 @@ class Trainer:
                         jax.random.permutation(jax.random.fold_in(epoch_key, 0), n_train)
                     ]
                 step_key = jax.random.fold_in(epoch_key, 1)
-                new_params, new_state, losses, mets, oks = params, opt_state, [], [], []
-                lr = self._lr_of(opt_state, done * steps)
-                for s in range(steps):
-                    idx = order[s * batch_size : (s + 1) * batch_size]
-                    new_params, new_state, value, m, ok = self._train_step(
-                        new_params,
-                        new_state,
-                        static,
-                        inputs,
-                        targets,
-                        idx,
-                        jax.random.fold_in(step_key, s),
-                    )
-                    if s == 0 and self._lr is None:
-                        lr = self._lr_of(new_state, done * steps)
-                    losses.append(value)
-                    mets.append(m)
-                    oks.append(ok)
-                losses = np.asarray(jnp.stack(losses))
-                bad = np.flatnonzero(~np.asarray(jnp.stack(oks)))
+                new_params, new_state, (losses, mets, oks, lrs) = self._train_epoch(
+                    params,
+                    opt_state,
+                    static,
+                    inputs,
+                    targets,
+                    order[: steps * batch_size],
+                    step_key,
+                    batch_size,
+                )
+                losses, oks = np.asarray(losses), np.asarray(oks)
+                lr = self._lr_of(float(lrs[0]), done * steps)
+                bad = np.flatnonzero(~oks)
                 if bad.size:
                     save()
                     last = f"after epoch {done}" if done else "before training"
@@ -460,7 +468,7 @@ class Trainer:
                     )
                 row = {"epoch": done + 1, "train_loss": float(np.mean(losses))}
                 for m in self.metrics:
-                    row[f"train_{m}"] = float(np.mean([float(x[m]) for x in mets]))
+                    row[f"train_{m}"] = float(np.mean(np.asarray(mets[m])))
                 if has_val:
                     trained = eqx.combine(new_params, static)
                     val = self._evaluate(trained, val_inputs, val_targets, val_indices, 256)
@@ -535,3 +543,12 @@ class Trainer:
             "network": _digest(network),
             "key": _digest(key),
         }
+
+
+def _reported_lr(opt_state: Any) -> jax.Array:
+    """The `learning_rate` an `optax.inject_hyperparams` state holds (NaN without one)."""
+    nodes = jax.tree.leaves(opt_state, is_leaf=lambda x: hasattr(x, "hyperparams"))
+    for node in nodes:
+        if "learning_rate" in getattr(node, "hyperparams", {}):
+            return jnp.asarray(node.hyperparams["learning_rate"], dtype=jnp.float32)
+    return jnp.asarray(jnp.nan, dtype=jnp.float32)
