@@ -7,10 +7,11 @@ source L00 (`EvokedJansenRit`: the bump's height `stim`, peak time `onset` and
 width `width` are parameters; a clock state variable carries the time), and
 seen by 12 scalp electrodes through a homogeneous-sphere lead field (scaled to
 a largest gain of 1, average reference), sampled every 2 ms from 60 to 300 ms.
-Heun at dt = 0.5 ms. Data: the simulation at known parameters plus Gaussian
-noise. Nine inferred parameters, as in DCM for ERP (Baldy et al. 2025: 10
-parameters): A, B, a, b (shared by the sources), G, the input's height, onset
-and width, and the noise sigma (`likelihoods.TimeSeries(sigma=HalfNormal)`).
+Heun at dt = 1 ms. Data: the simulation at known parameters plus Gaussian
+noise. Seven inferred parameters (DCM for ERP, Baldy et al. 2025, fits 10):
+A, B, a (shared by the sources), G, the input's height and onset, and the
+noise sigma (`likelihoods.TimeSeries(sigma=HalfNormal)`); b and the input's
+width stay at their true values.
 
 Case b (resting-state FC, linearised): a 68-region Ornstein-Uhlenbeck network
 (`models.Linear`, `coupling.Linear`, additive noise, no delays) with one decay

@@ -379,12 +379,13 @@ def test_sbc_of_nuts_through_calibrate():
     # the ECP curve is the empirical CDF of 30 uniform coverage fractions: Kolmogorov-
     # Smirnov's 1 % critical value at n = 30 is 0.29
     assert tarp.max_deviation < 0.29, tarp.max_deviation
-    # 90 % central intervals from the ranks: 60 of them, binomial(60, 0.9) <= 46 has
-    # probability 0.2 %. Measured: 50/60, SBC p-values 0.09 and 0.64, TARP max deviation
-    # 0.13; the same draws shrunk to 0.6 of their spread cover 41/60 and fail here (30
-    # simulations are too few for the rank histogram alone to notice)
+    # 90 % central intervals from the ranks: 60 of them; binomial(60, 0.9) <= 44 has
+    # probability 0.02 % (and 1.4 % at a true 85 %: short chains may run slightly narrow on
+    # another machine's rounding). Measured: 50/60, SBC p-values 0.09 and 0.64, TARP max
+    # deviation 0.13; the same draws shrunk to 0.6 of their spread cover 41/60 and fail
+    # here (30 simulations are too few for the rank histogram alone to notice)
     covered = int(np.sum((sbc.ranks >= 5) & (sbc.ranks <= 95)))
-    assert 47 <= covered <= 2 * n, f"coverage {covered}/{2 * n}"
+    assert 45 <= covered <= 2 * n, f"coverage {covered}/{2 * n}"
 
 
 def test_checkpoint_resume_continues_the_same_chain(

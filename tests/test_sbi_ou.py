@@ -225,13 +225,13 @@ def test_cohort_model_on_nle_agrees_with_the_exact_hierarchical_posterior(settin
     # measured: G 0.17 posterior sd apart (sd ratio 1.12), the subjects' lam 0.35, 0.38 and
     # 0.55 sd (ratios 0.82, 0.90, 1.10): one learned likelihood per subject, so a subject
     # near the edge of the bank (lam = 0.13 of 0.06-0.16) carries its own error. Asserted:
-    # means within 0.75 sd, sds within 30 %.
+    # means within 0.75 sd, sds within 35 % (the lowest, 0.82, is 1/1.22).
     for name in ("coupling.G", "model.lam"):
         ref = exact[name].reshape(-1, *exact[name].shape[1:])
         got = np.asarray(learned[name]).reshape(-1, *ref.shape[1:])
         np.testing.assert_array_less(np.abs(got.mean(0) - ref.mean(0)), 0.75 * ref.std(0))
         ratio = got.std(0) / ref.std(0)
-        assert np.all((1 / 1.3 < ratio) & (ratio < 1.3)), (name, ratio)
+        assert np.all((1 / 1.35 < ratio) & (ratio < 1.35)), (name, ratio)
     # each subject's lam is told apart from the others' by its own data
     fitted = np.asarray(learned["model.lam"]).mean((0, 1))
     assert np.all(np.diff(fitted) > 0), fitted
