@@ -34,7 +34,7 @@ it) tells what a gradient costs.
 
 Usage:
     python benchmarks/inference.py [--case a b] [--quick] [--b-draws 200 200]
-        [--json out.json]
+        [--dense-mass] [--json out.json]
 """
 
 from __future__ import annotations
@@ -441,6 +441,7 @@ def run_case_a(args) -> dict:
     fit, out, settings = map_and_gradients(
         bmodel, data, truth, map_steps, chains, warmup, samples, args.quick
     )
+    settings["dense_mass"] = args.dense_mass
     out["n_parameters"] = n_par
     rows = run_nuts(bmodel, data, fit, truth, settings)
     print_table(rows)
@@ -483,6 +484,7 @@ def run_case_b(args) -> dict:
     fit, out, settings = map_and_gradients(
         bmodel, data, truth, map_steps, chains, warmup, samples, args.quick
     )
+    settings["dense_mass"] = args.dense_mass
     out.update(n_parameters=n_par, n_regions=n)
 
     def lam_corr(post):
@@ -508,13 +510,19 @@ def main(argv=None) -> int:
         metavar=("WARMUP", "SAMPLES"),
         help="case b: NUTS warmup and sampling iterations per chain (full settings)",
     )
+    parser.add_argument(
+        "--dense-mass",
+        action="store_true",
+        help="NUTS adapts a dense mass matrix (nuts(..., dense_mass=True)) instead of a diagonal",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     print(
         f"jax {jax.__version__} on {jax.devices()[0]}, {os.cpu_count()} CPUs; "
-        f"{'quick' if args.quick else 'full'} settings; load average at start "
+        f"{'quick' if args.quick else 'full'} settings, "
+        f"{'dense' if args.dense_mass else 'diagonal'} mass matrix; load average at start "
         f"{load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}",
         flush=True,
     )

@@ -208,6 +208,23 @@ def test_nuts_recovers_truth_and_backends_agree(posteriors):
         np.testing.assert_allclose(a.std()[name], b.std()[name], rtol=0.2)
 
 
+def test_dense_mass_matrix_same_posterior_shorter_trajectories(bmodel, data, posteriors):
+    """dense_mass=True (both backends): the posterior of the diagonal run, in fewer leapfrog
+    steps a draw (lam and G are correlated, r ~ 0.55; measured 4.2 vs 5.0 steps, NumPyro)."""
+    for backend, diagonal in posteriors.items():
+        dense = inf.nuts(
+            bmodel, data, jax.random.key(1), **NUTS_SETTINGS, backend=backend, dense_mass=True,
+            posterior_predictive=False,
+        )  # fmt: skip
+        for name in ("model.lam", "coupling.G"):
+            ref, got = diagonal.samples[name].ravel(), dense.samples[name].ravel()
+            assert abs(got.mean() - ref.mean()) < 0.25 * ref.std(), (backend, name)
+            assert 0.8 < got.std() / ref.std() < 1.25, (backend, name)
+        steps = [np.mean(p.sample_stats["n_steps"]) for p in (diagonal, dense)]
+        assert steps[1] < steps[0], (backend, steps)
+        assert dense.n_divergent == 0
+
+
 def test_posterior_to_arviz(posteriors, tmp_path):
     post = posteriors["numpyro"]
     with warnings.catch_warnings():
