@@ -405,20 +405,26 @@ def _gradient_report(rates: dict, n_chains: int) -> None:
     )
 
 
-def map_and_gradients(bmodel, data, truth, map_steps, chains, warmup, samples, quick):
+def map_and_gradients(bmodel, data, truth, map_steps, chains, warmup, samples, args):
     """MAP (timed, reported), the log density's gradient rate near it, and the NUTS settings.
 
     **Returns:** `(fit, out, settings)`: the `MAPResult`, the report so far
     `{"map", "gradient_rate"}`, and keyword arguments for `nuts` (chunks of 100 draws; tree
-    depth at most 5 in the quick run).
+    depth at most 5 in the quick run; a dense mass matrix with `--dense-mass`).
     """
     fit, times = timed_map(bmodel, data, map_steps, 0.05)
     out = {"map": _map_report(fit, truth, times)}
     z = jnp.asarray(fit.z)[None] + 0.01 * jax.random.normal(jax.random.key(5), (chains, fit.z.size))
     out["gradient_rate"] = gradient_rate(bmodel, data, z, chains)
     _gradient_report(out["gradient_rate"], chains)
-    settings = dict(num_warmup=warmup, num_samples=samples, num_chains=chains, chunk_size=100)
-    if quick:
+    settings = dict(
+        num_warmup=warmup,
+        num_samples=samples,
+        num_chains=chains,
+        chunk_size=100,
+        dense_mass=args.dense_mass,
+    )
+    if args.quick:
         settings["max_tree_depth"] = 5  # at most 31 leapfrog steps a draw
     return fit, out, settings
 
@@ -439,9 +445,8 @@ def run_case_a(args) -> dict:
         flush=True,
     )
     fit, out, settings = map_and_gradients(
-        bmodel, data, truth, map_steps, chains, warmup, samples, args.quick
+        bmodel, data, truth, map_steps, chains, warmup, samples, args
     )
-    settings["dense_mass"] = args.dense_mass
     out["n_parameters"] = n_par
     rows = run_nuts(bmodel, data, fit, truth, settings)
     print_table(rows)
@@ -482,9 +487,8 @@ def run_case_b(args) -> dict:
         flush=True,
     )
     fit, out, settings = map_and_gradients(
-        bmodel, data, truth, map_steps, chains, warmup, samples, args.quick
+        bmodel, data, truth, map_steps, chains, warmup, samples, args
     )
-    settings["dense_mass"] = args.dense_mass
     out.update(n_parameters=n_par, n_regions=n)
 
     def lam_corr(post):

@@ -30,13 +30,13 @@ LAM, G, SIGMA = 0.05, 0.02, 0.02
 X0 = np.array([1.0, 0.5, -0.5, 0.2])
 
 
-def make_sim(**kw):
+def make_sim(dt=0.5, duration=100.0, **kw):
     conn = bm.Connectome.synthetic(4, seed=0)
     net = bm.Network(bm.models.Linear(lam=LAM), conn, coupling=bm.coupling.Linear(G=G), **kw)
     return bm.Simulator(
         net,
-        dt=0.5,
-        duration=100.0,
+        dt=dt,
+        duration=duration,
         monitor=bm.monitors.TemporalAverage(period=5.0),
         init={"x": X0},
     )
@@ -354,12 +354,7 @@ def test_sbc_of_nuts_through_calibrate():
     nominal rate. A 50 ms solve at dt = 1 ms keeps it cheap: a vectorised NUTS step costs
     the longest trajectory of its 60 lanes.
     """
-    conn = bm.Connectome.synthetic(4, seed=0)
-    net = bm.Network(bm.models.Linear(lam=LAM), conn, coupling=bm.coupling.Linear(G=G))
-    short = bm.Simulator(
-        net, dt=1.0, duration=50.0, monitor=bm.monitors.TemporalAverage(period=5.0),
-        init={"x": X0},
-    )  # fmt: skip
+    short = make_sim(dt=1.0, duration=50.0)
     priors = {
         "model.lam": dist.LogNormal(math.log(0.05), 0.25),
         "coupling.G": dist.Uniform(0.0, 0.025),

@@ -83,17 +83,22 @@ def setting():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         bank = simulate_bank(sim, PRIORS, lag_covariances, jax.random.key(1), 1500, progress=False)
+    exact = exact_nuts(exact_model, jnp.asarray(signal), jax.random.key(2), num_warmup=200)
+    return sim, signal, bank, exact
+
+
+def exact_nuts(model, data, key, num_warmup):
+    """NumPyro's NUTS on a reference model written here: 2 chains x 1000 draws."""
     mcmc = MCMC(
-        NUTS(exact_model),
-        num_warmup=200,
+        NUTS(model),
+        num_warmup=num_warmup,
         num_samples=1000,
         num_chains=2,
         chain_method="vectorized",
         progress_bar=False,
     )
-    mcmc.run(jax.random.key(2), jnp.asarray(signal))
-    exact = {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
-    return sim, signal, bank, exact
+    mcmc.run(key, data)
+    return {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
 
 
 def _agree(samples, exact, mean_tol, sd_ratio):
@@ -187,16 +192,7 @@ def test_cohort_model_on_nle_agrees_with_the_exact_hierarchical_posterior(settin
             for i, lam in enumerate(SUBJECT_LAMS)
         ]
     )
-    mcmc = MCMC(
-        NUTS(exact_cohort_model),
-        num_warmup=300,
-        num_samples=1000,
-        num_chains=2,
-        chain_method="vectorized",
-        progress_bar=False,
-    )
-    mcmc.run(jax.random.key(11), signals)
-    exact = {k: np.asarray(v) for k, v in mcmc.get_samples().items()}
+    exact = exact_nuts(exact_cohort_model, signals, jax.random.key(11), num_warmup=300)
     transform = dist.transforms.ComposeTransform(
         [dist.transforms.SigmoidTransform(), dist.transforms.AffineTransform(LAM_LOW, LAM_WIDTH)]
     )
