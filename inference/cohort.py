@@ -107,12 +107,7 @@ class CohortModel(BayesianModel):
         noise = self._sample_noise()
         prediction, ok = self.predict(theta)
         observed = None if data is None else self._prepare(data)
-        if self.likelihood.needs_simulation:
-            fallback = observed if observed is not None else jnp.zeros_like(prediction)
-            expand = ok.reshape(ok.shape + (1,) * (jnp.ndim(prediction) - 1))
-            safe = jnp.where(expand, prediction, fallback)
-        else:  # a learned likelihood: no prediction, the flow takes the parameters
-            safe = prediction
+        safe = self._safe_prediction(prediction, ok, observed)
         numpyro.factor(FAILED, jnp.sum(jnp.where(ok, 0.0, -jnp.inf)))
         d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
         numpyro.sample(OBS, d, obs=observed)

@@ -154,11 +154,27 @@ class BayesianModel:
         noise = self._sample_noise()
         prediction, ok = self.predict(theta)
         observed = None if data is None else self.likelihood.prepare(data, self.sim)
-        fallback = observed if observed is not None else jnp.zeros_like(prediction)
-        safe = jax.tree.map(lambda p, f: jnp.where(ok, p, f), prediction, fallback)
+        safe = self._safe_prediction(prediction, ok, observed)
         numpyro.factor(FAILED, jnp.where(ok, 0.0, -jnp.inf))
         d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
         numpyro.sample(OBS, d, obs=observed)
+
+    def _safe_prediction(self, prediction: Any, ok: Any, observed: Any) -> Any:
+        """The prediction where the simulation succeeded, else the data (or zeros).
+
+        A failed simulation is rejected by the `FAILED` factor; the likelihood still gets a
+        finite argument so that its gradient is not NaN. `ok` has the prediction's leading
+        (subject) axes, or none. A learned likelihood makes no prediction: nothing to swap.
+        """
+        if not self.likelihood.needs_simulation:
+            return prediction
+
+        def pick(p, fallback):
+            flag = jnp.reshape(ok, jnp.shape(ok) + (1,) * (jnp.ndim(p) - jnp.ndim(ok)))
+            return jnp.where(flag, p, fallback)
+
+        fallback = observed if observed is not None else jax.tree.map(jnp.zeros_like, prediction)
+        return jax.tree.map(pick, prediction, fallback)
 
     def prior_model(self) -> None:
         """The priors alone (parameters and noise parameters), as a NumPyro model."""
