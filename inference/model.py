@@ -162,12 +162,10 @@ class BayesianModel:
     def _safe_prediction(self, prediction: Any, ok: Any, observed: Any) -> Any:
         """The prediction where the simulation succeeded, else the data (or zeros).
 
-        A failed simulation is rejected by the `FAILED` factor; the likelihood still gets a
-        finite argument so that its gradient is not NaN. `ok` has the prediction's leading
-        (subject) axes, or none. A learned likelihood makes no prediction: nothing to swap.
+        A failed simulation (or a non-finite prediction: an unstable linearisation) is
+        rejected by the `FAILED` factor; the likelihood still gets a finite argument so that
+        its gradient is not NaN. `ok` has the prediction's leading (subject) axes, or none.
         """
-        if not self.likelihood.needs_simulation:
-            return prediction
 
         def pick(p, fallback):
             flag = jnp.reshape(ok, jnp.shape(ok) + (1,) * (jnp.ndim(p) - jnp.ndim(ok)))

@@ -734,8 +734,9 @@ class Learned(Likelihood):
         return self.nle.features(x)
 
     def predict_without_simulation(self, sim):
-        """Nothing to predict: the flow is conditioned on the parameters directly."""
-        return jnp.zeros(()), jnp.asarray(True)
+        """Nothing to predict (the flow takes the parameters): zeros of the features' shape."""
+        k = int(math.prod(self.nle._raw_shape()))
+        return jnp.zeros((k,)), jnp.asarray(True)
 
     def distribution(self, prediction, noise, **context):
         """The flow at the model's parameters, as a NumPyro distribution over the features."""
