@@ -12,6 +12,7 @@ from . import analysis as analysis
 from . import coupling as coupling
 from . import fitting as fitting
 from . import leadfield as leadfield
+from . import linear as linear
 from . import models as models
 from . import monitors as monitors
 from . import noise as noise
@@ -57,6 +58,7 @@ __all__ = [
     "coupling",
     "fitting",
     "leadfield",
+    "linear",
     "models",
     "monitors",
     "noise",

@@ -419,7 +419,7 @@ class Linearized(Likelihood):
     linear solves instead of a simulation, and is exact for the
     Ornstein-Uhlenbeck network (`models.Linear` with linear coupling).
     Where the fixed point does not converge or is unstable, the log
-    likelihood is `-inf`. See `inference._linear` for the numerics.
+    likelihood is `-inf`. See `brainmass.linear` for the numerics.
 
     **Arguments:**
 
@@ -493,14 +493,12 @@ class Linearized(Likelihood):
 
     def predict_without_simulation(self, sim) -> tuple[Any, Any]:
         """The model's statistic at the simulator's parameters, and an ok flag."""
-        from . import _linear
-
-        summary = _linear.linear_summary(
+        summary = bm.linear.linear_summary(
             sim, freqs_hz=self.freqs_hz, monitor_filter=self.monitor_filter
         )
         if self.statistic == "fc":
             return self._inner._z(summary.fc), summary.ok
-        csd = _linear.cross_spectrum(
+        csd = bm.linear.cross_spectrum(
             sim, jnp.asarray(self._freqs), monitor_filter=self.monitor_filter
         )
         psd = jnp.real(jnp.diagonal(csd, axis1=1, axis2=2))

@@ -1,4 +1,4 @@
-"""The linearised (fixed-point) spectral model of `inference._linear`.
+"""The linearised (fixed-point) spectral model of `brainmass.linear`.
 
 Checked against closed forms (Lyapunov equation, Hopf normal form, the scalar
 delayed Ornstein-Uhlenbeck process by quadrature), against brainmass
@@ -20,7 +20,7 @@ import scipy.integrate
 import scipy.linalg
 
 import brainmass as bm
-from inference._linear import (
+from brainmass.linear import (
     covariance,
     cross_spectrum,
     default_freqs,
