@@ -11,7 +11,7 @@ import numpy as np
 
 import brainmass as bm
 
-from .likelihoods import Likelihood
+from .likelihoods import AbstractLikelihood
 from .model import OBS, BayesianModel
 from .priors import Hierarchical, check_prior, sample_prior
 
@@ -43,7 +43,7 @@ class CohortModel(BayesianModel):
       onto the bank's range (sigmoid then affine for a uniform prior).
     - `n_subjects`: the number of subjects; the data have a leading axis of
       this length.
-    - `noise_key`: as for `BayesianModel`.
+    - `conditional_on_noise`, `noise_key`: as for `BayesianModel`.
 
     Sites: `path.loc`, `path.scale`, `path.z` (`(n_subjects,)`) and `path`
     (deterministic, `(n_subjects,)`) for per-subject parameters; `path` for
@@ -54,15 +54,18 @@ class CohortModel(BayesianModel):
         self,
         sim: bm.Simulator,
         priors: Mapping[str, Any],
-        likelihood: Likelihood,
+        likelihood: AbstractLikelihood,
         n_subjects: int,
         *,
+        conditional_on_noise: bool = False,
         noise_key: Any = None,
     ):
         if int(n_subjects) != n_subjects or n_subjects < 1:
             raise ValueError(f"n_subjects: expected a positive integer, got {n_subjects!r}.")
         self.n_subjects = int(n_subjects)
-        super().__init__(sim, priors, likelihood, noise_key=noise_key)
+        super().__init__(
+            sim, priors, likelihood, conditional_on_noise=conditional_on_noise, noise_key=noise_key
+        )
         self.subject_paths = tuple(p for p, v in self.priors.items() if isinstance(v, Hierarchical))
         if not self.subject_paths:
             raise ValueError(
@@ -113,7 +116,7 @@ class CohortModel(BayesianModel):
         numpyro.sample(OBS, d, obs=observed)
 
     def _prepare(self, data: Any) -> Any:
-        return jax.vmap(lambda d: self.likelihood.prepare(d, self.sim))(jnp.asarray(data))
+        return jax.vmap(self.likelihood.prepare)(jnp.asarray(data))
 
     def check_data(self, data: Any) -> Any:
         """Validate every subject's data; returns them prepared, `(n_subjects, ...)`."""
@@ -128,7 +131,7 @@ class CohortModel(BayesianModel):
         prepared = []
         for i in range(self.n_subjects):
             try:
-                prepared.append(self.likelihood.prepare(arr[i], self.sim))
+                prepared.append(self.likelihood.prepare(arr[i]))
             except ValueError as err:
                 raise ValueError(f"data[{i}] (subject {i}): {err}") from None
         return jnp.stack(prepared)
@@ -139,7 +142,7 @@ class CohortModel(BayesianModel):
         for path in self.subject_paths:
             dims[path] = ["subject"]
             dims[f"{path}.{self.priors[path].member_site}"] = ["subject"]
-        obs_dims, obs_coords = self.likelihood.dims(self.sim)
+        obs_dims, obs_coords = self.likelihood.dims()
         dims[OBS] = ["subject", *obs_dims]
         coords.update(obs_coords)
         coords["subject"] = np.arange(self.n_subjects)

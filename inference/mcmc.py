@@ -539,8 +539,9 @@ def _fingerprint(bmodel, data, key, settings, init) -> str:
     h.update(repr(bmodel).encode())
     # prior_token, not repr: a distribution's repr holds its address, new in every process
     h.update(repr(sorted((p, prior_token(v)) for p, v in bmodel.priors.items())).encode())
-    h.update(repr(sorted((k, prior_token(v)) for k, v in bmodel.likelihood.noise.items())).encode())
-    h.update(repr(vars(bmodel.likelihood).get("statistic", "")).encode())
+    noise = bmodel.likelihood.noise_parameters()
+    h.update(repr(sorted((k, prior_token(v)) for k, v in noise.items())).encode())
+    h.update(bmodel.likelihood.token().encode())
     for leaf in jax.tree.leaves(bmodel.sim):  # the simulator's fixed parameters and structure
         if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
             h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -17,7 +16,7 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 import brainmass as bm
 
-from .likelihoods import Likelihood
+from .likelihoods import AbstractLikelihood
 from .priors import Hierarchical, check_prior, check_priors, prior_shape, sample_prior
 
 __all__ = ["BayesianModel", "LogDensity"]
@@ -60,13 +59,20 @@ class BayesianModel:
       unit (`sim.parameter_info()`), of shape `()` (one shared value) or
       `(n_regions,)` (one per region), or `inference.Hierarchical` priors.
       Parameters without a prior keep the simulator's values.
-    - `likelihood`: an `inference.likelihoods` likelihood (`TimeSeries`, `FC`,
-      `Whittle`, `Linearized`, `Custom`).
-    - `noise_key`: for a stochastic simulator, the `jax.random` key of its
-      noise, fixed for every evaluation (common random numbers): the
-      likelihood is then that of the data given the parameters and this noise
-      realisation. Required for stochastic simulators with a likelihood that
-      simulates; ignored otherwise.
+    - `likelihood`: an `inference.likelihoods` likelihood. Deterministic
+      simulators: `TimeSeries`, `FC`, `Custom` (they compare a simulation with
+      the data). Noise-driven (stochastic) simulators: `StateSpace`, `Whittle`,
+      `Linearized("fc")`, or a learned likelihood (`NLE.likelihood()`), which
+      integrate over the process noise.
+    - `conditional_on_noise`: with a stochastic simulator and a likelihood
+      that simulates, fix the simulation's noise to `noise_key` (common random
+      numbers) and use the likelihood of the data given the parameters *and
+      that noise realisation*. This is not the parameters' posterior (with
+      another key than the data's, a decay rate landed +539 posterior sd off;
+      with the data's own key the posterior collapses to a point), so it must
+      be asked for by name; without it such a model is refused.
+    - `noise_key`: the `jax.random` key of that fixed noise (with
+      `conditional_on_noise=True`); ignored otherwise.
 
     A parameter the simulator does not have, a prior whose shape does not
     match, or whose support leaves the parameter's domain (a negative time
@@ -83,30 +89,45 @@ class BayesianModel:
         self,
         sim: bm.Simulator,
         priors: Mapping[str, Any],
-        likelihood: Likelihood,
+        likelihood: AbstractLikelihood,
         *,
+        conditional_on_noise: bool = False,
         noise_key: Any = None,
     ):
         if not isinstance(sim, bm.Simulator):
             raise ValueError(f"sim: expected a brainmass.Simulator, got {type(sim).__name__}.")
-        if not isinstance(likelihood, Likelihood):
+        if not isinstance(likelihood, AbstractLikelihood):
             raise ValueError(
-                "likelihood: expected an inference.likelihoods likelihood (TimeSeries, FC, "
-                f"Whittle, Linearized, Custom), got {likelihood!r}."
+                "likelihood: expected an inference.likelihoods likelihood (StateSpace, Whittle, "
+                f"Linearized, TimeSeries, FC, Custom, NLE.likelihood()), got {likelihood!r}."
             )
         info = check_priors(sim, priors, self._check_prior)
         n = sim.network.n_regions
         stochastic = sim.network.noise is not None
-        if likelihood.needs_simulation and stochastic and noise_key is None:
+        conditional = stochastic and likelihood.needs_simulation
+        if conditional and not conditional_on_noise:
             raise ValueError(
-                "noise_key: this simulator is stochastic; pass noise_key=jax.random.key(...) to "
-                "fix its noise (common random numbers), use a likelihood that needs no time "
-                "stepping (likelihoods.Linearized), or simulation-based inference."
+                f"likelihood: {type(likelihood).__name__} compares one simulation with the data, "
+                "but this simulator is stochastic: each simulation is one draw of its noise, and "
+                "the likelihood given one draw is not the parameters' likelihood (the posterior "
+                "lands far off, or collapses to a point with the data's own key). Use a "
+                "likelihood that integrates over the noise: likelihoods.StateSpace (the exact "
+                "likelihood of the series of a linear or linearised network), "
+                "likelihoods.Whittle (its spectra), likelihoods.Linearized('fc') (its FC), or "
+                "simulation-based inference (inference.NPE, or NLE(...).likelihood()). To "
+                "condition on one noise realisation anyway, pass conditional_on_noise=True and "
+                "noise_key=jax.random.key(...)."
+            )
+        if conditional and noise_key is None:
+            raise ValueError(
+                "noise_key: conditional_on_noise=True fixes the simulation's noise to one "
+                "realisation; pass noise_key=jax.random.key(...)."
             )
         self.sim = sim
         self.priors = dict(priors)
-        self.likelihood = copy.copy(likelihood).bind(sim)
-        self.noise_key = noise_key if (stochastic and likelihood.needs_simulation) else None
+        self.likelihood = likelihood.bind(sim)
+        self.conditional_on_noise = bool(conditional)
+        self.noise_key = noise_key if conditional else None
         self.paths = tuple(self.priors)
         self.units = {p: info[p].unit for p in self.paths}
         self.n_regions = n
@@ -121,7 +142,7 @@ class BayesianModel:
 
     def _sample_noise(self) -> dict[str, Any]:
         out = {}
-        for name, value in self.likelihood.noise.items():
+        for name, value in self.likelihood.noise_parameters().items():
             if isinstance(value, dist.Distribution):
                 value = numpyro.sample(f"likelihood.{name}", value)
             out[name] = value
@@ -153,14 +174,14 @@ class BayesianModel:
         theta = self._sample_parameters()
         noise = self._sample_noise()
         prediction, ok = self.predict(theta)
-        observed = None if data is None else self.likelihood.prepare(data, self.sim)
+        observed = None if data is None else self.likelihood.prepare(data)
         safe = self._safe_prediction(prediction, ok, observed)
         numpyro.factor(FAILED, jnp.where(ok, 0.0, -jnp.inf))
         d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
         numpyro.sample(OBS, d, obs=observed)
 
     def _safe_prediction(self, prediction: Any, ok: Any, observed: Any) -> Any:
-        """The prediction where the simulation succeeded, else the data (or zeros).
+        """The prediction where the simulation succeeded, else the likelihood's `fallback`.
 
         A failed simulation (or a non-finite prediction: an unstable linearisation) is
         rejected by the `FAILED` factor; the likelihood still gets a finite argument so that
@@ -171,8 +192,7 @@ class BayesianModel:
             flag = jnp.reshape(ok, jnp.shape(ok) + (1,) * (jnp.ndim(p) - jnp.ndim(ok)))
             return jnp.where(flag, p, fallback)
 
-        fallback = observed if observed is not None else jax.tree.map(jnp.zeros_like, prediction)
-        return jax.tree.map(pick, prediction, fallback)
+        return jax.tree.map(pick, prediction, self.likelihood.fallback(prediction, observed))
 
     def prior_model(self) -> None:
         """The priors alone (parameters and noise parameters), as a NumPyro model."""
@@ -184,7 +204,7 @@ class BayesianModel:
         """Validate `data` against the simulator's output; returns it prepared (as compared)."""
         if data is None:
             raise ValueError("data: expected the observed data, got None.")
-        return self.likelihood.prepare(data, self.sim)
+        return self.likelihood.prepare(data)
 
     # ------------------------------------------------------------------ flat log density
     def logdensity(self, data: Any, key: Any = None) -> LogDensity:
@@ -265,7 +285,7 @@ class BayesianModel:
             dims[path] = [dim]
             if isinstance(prior, Hierarchical):
                 dims[f"{path}.{prior.member_site}"] = [dim]
-        obs_dims, obs_coords = self.likelihood.dims(self.sim)
+        obs_dims, obs_coords = self.likelihood.dims()
         if obs_dims:
             dims[OBS] = obs_dims
             coords.update(obs_coords)

@@ -23,6 +23,7 @@ their canonical units.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import math
 import os
@@ -30,7 +31,7 @@ import pickle
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, final
 
 import equinox as eqx
 import jax
@@ -51,7 +52,7 @@ from .bank import (
     signal_shape,
     simulate_bank,
 )
-from .likelihoods import Likelihood
+from .likelihoods import AbstractLikelihood, SignalSpec
 from .results import Posterior
 
 __all__ = ["NLE", "NPE", "Learned", "NPEPosterior", "fit_flow"]
@@ -694,7 +695,8 @@ class NLE(_FlowEstimator):
         return Learned(self)
 
 
-class Learned(Likelihood):
+@final
+class Learned(AbstractLikelihood):
     """A likelihood learned by an `NLE`: the data's summaries under the trained flow.
 
     The data are the observed signal `(n_samples, n_channels)` (its summaries are
@@ -705,15 +707,21 @@ class Learned(Likelihood):
     draws are summary features (standardised), not signals.
     """
 
-    needs_simulation = False
+    needs_simulation: ClassVar[bool] = False
+    nle: Any = eqx.field(static=True)
+    signal: SignalSpec | None = eqx.field(static=True)
 
     def __init__(self, nle: NLE):
         if not isinstance(nle, NLE):
             raise ValueError(f"nle: expected a trained inference.NLE, got {nle!r}.")
         self.nle = nle
-        self.noise = {}
+        self.signal = None
 
-    def bind(self, sim):
+    def noise_parameters(self):
+        """None: the flow is the whole observation model."""
+        return {}
+
+    def check_simulator(self, sim):
         """Check that the simulator gives the signals the NLE's summary expects."""
         expected = self.nle._signal_shape()
         if expected is not None and tuple(signal_shape(sim)) != tuple(expected):
@@ -721,15 +729,13 @@ class Learned(Likelihood):
                 f"likelihood: the NLE was trained on signals of shape {expected}, this "
                 f"simulator gives {signal_shape(sim)}."
             )
-        self._sim_signal = signal_shape(sim)
-        return self
 
-    def prepare(self, data, sim):
+    def prepare(self, data):
         """The observed signal's standardised summary features `(k,)`."""
         x = jnp.asarray(data)
-        if x.shape != tuple(self._sim_signal):
+        if x.shape != self.spec.shape:
             raise ValueError(
-                f"data: expected the monitor's signal of shape {self._sim_signal}, got {x.shape}."
+                f"data: expected the monitor's signal of shape {self.spec.shape}, got {x.shape}."
             )
         return self.nle.features(x)
 
@@ -738,9 +744,8 @@ class Learned(Likelihood):
         k = int(math.prod(self.nle._raw_shape()))
         return jnp.zeros((k,)), jnp.asarray(True)
 
-    def distribution(self, prediction, noise, **context):
+    def distribution(self, prediction, noise, *, data=None, theta=None):
         """The flow at the model's parameters, as a NumPyro distribution over the features."""
-        theta = context.get("theta")
         missing = [p for p in self.nle.space.paths if p not in theta]
         if missing:
             raise ValueError(
@@ -750,10 +755,17 @@ class Learned(Likelihood):
         values = {p: theta[p] for p in self.nle.space.paths}
         return _FlowDistribution(self.nle, self.nle.space.join(values))
 
-    def dims(self, sim):
+    def dims(self):
         """One dimension: the summary feature."""
         k = int(math.prod(self.nle._raw_shape()))
         return ["feature"], {"feature": np.arange(k)}
+
+    def token(self):
+        """The NLE's parameters and a hash of its trained flow's weights (for fingerprints)."""
+        h = hashlib.sha256()
+        for leaf in jax.tree.leaves(eqx.filter(self.nle.flow, eqx.is_array)):
+            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+        return f"Learned({list(self.nle.space.paths)}, flow {h.hexdigest()[:16]})"
 
 
 class _FlowDistribution(dist.Distribution):

@@ -47,12 +47,14 @@ $\tau_{ij} = L_{ij}/v$ (`Network.delays_ms()`), which is what an interpolated
 or infinitely fine simulation converges to. Choose tract lengths that are
 multiples of `dt * speed` to compare with a rounded simulation exactly.
 
-**What is not modelled.** Haemodynamic (BOLD) and lead-field (EEG/MEG)
-forward models: spectra and covariances are those of the neural variable the
-monitor records, per region. Sampling: the spectra are those of the
-continuous-time process; a signal sampled every `period` ms has, in addition,
-the aliased power of frequencies above its Nyquist frequency (negligible well
-below it).
+**The sampled, monitored signal.** `cross_spectrum`, `covariance` and `fc`
+describe the neural variable the monitor records, per region, in continuous
+time. `state_space` is the exact discrete-time model of what a monitor
+records every `period` ms for a delay-free network (point samples, box-car
+averages, EEG/MEG lead fields, the Balloon-Windkessel model linearised at its
+steady state): matrix exponentials and Van Loan's integral, so aliasing and
+the monitor's filtering are in it; `autocovariance` gives its lagged
+covariances.
 
 All functions are pure and work under `jax.jit`, `jax.grad` and `jax.vmap`
 with respect to the simulator's parameters (`sim.with_params({...})` inside
@@ -69,7 +71,8 @@ point) never raise inside a trace: they show as flags (`FixedPoint.residual`,
 Public functions: `fixed_point`, `linearize`, `transfer_function`,
 `cross_spectrum`, `covariance`, `fc`, `stability`, `linear_summary` (all of
 these in one pass, with an `ok` flag for a likelihood), `lyapunov`,
-`default_freqs`.
+`default_freqs`, `state_space` (a `StateSpaceModel`), `autocovariance`,
+`lagged_covariance` (lagged covariances of the sampled signal, with delays).
 """
 
 from ._common import DEFAULT_DF_HIGH_HZ as DEFAULT_DF_HIGH_HZ
@@ -83,6 +86,7 @@ from ._covariance import default_freqs as default_freqs
 from ._covariance import fc as fc
 from ._covariance import linear_summary as linear_summary
 from ._covariance import stability as stability
+from ._lagged import lagged_covariance as lagged_covariance
 from ._linearize import FixedPoint as FixedPoint
 from ._linearize import Linearization as Linearization
 from ._linearize import fixed_point as fixed_point
@@ -90,6 +94,9 @@ from ._linearize import linearize as linearize
 from ._lyapunov import lyapunov as lyapunov
 from ._spectra import cross_spectrum as cross_spectrum
 from ._spectra import transfer_function as transfer_function
+from ._statespace import StateSpaceModel as StateSpaceModel
+from ._statespace import autocovariance as autocovariance
+from ._statespace import state_space as state_space
 
 __all__ = [
     "DEFAULT_DF_HIGH_HZ",
@@ -100,14 +107,18 @@ __all__ = [
     "LinearSummary",
     "Linearization",
     "Stability",
+    "StateSpaceModel",
+    "autocovariance",
     "covariance",
     "cross_spectrum",
     "default_freqs",
     "fc",
     "fixed_point",
+    "lagged_covariance",
     "linear_summary",
     "linearize",
     "lyapunov",
     "stability",
+    "state_space",
     "transfer_function",
 ]
