@@ -527,9 +527,11 @@ def autocovariance(model: StateSpaceModel, n_lags: int) -> jax.Array:
         )
     if isinstance(n_lags, bool) or not isinstance(n_lags, int) or n_lags < 1:
         raise ValueError(f"n_lags: expected an int >= 1, got {n_lags!r}.")
-    g0 = model.stationary_cov @ model.H.T
-
-    def body(g, _):
-        return model.F @ g, model.H @ g
-
-    return jax.lax.scan(body, g0, None, length=n_lags)[1]
+    # F^h P H^T for h = 0..n_lags-1 by doubling: the first 2^k lags times F^(2^k) give the
+    # next 2^k, so ceil(log2 n_lags) batched products instead of n_lags sequential ones
+    block = (model.stationary_cov @ model.H.T)[None]  # (1, S, C)
+    power = model.F
+    while block.shape[0] < n_lags:
+        block = jnp.concatenate([block, jnp.einsum("ab,hbc->hac", power, block)])
+        power = power @ power
+    return jnp.einsum("ca,hab->hcb", model.H, block[:n_lags])

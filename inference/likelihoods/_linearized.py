@@ -268,9 +268,11 @@ class LinearizedFC(AbstractLikelihood):
 
     - `covariance_at`: `{path: value}` of simulator parameters at which the covariance
       is computed (others as in the simulator); default None: the simulator's values.
-    - `n_lags`: autocovariance lags in the sums; default None: chosen when bound, until
-      every autocorrelation of the reference point is below 1e-4, twice over, at most
-      the series' length.
+    - `n_lags`: autocovariance lags in the sums; default None: chosen when bound from the
+      reference point: for the covariance until every autocorrelation is below 1e-4,
+      twice over; for the mean (evaluated at every parameter value) until it is below
+      1e-2 (the truncated tail of its $O(1/T)$ corrections is far below the entries'
+      sampling sd); at most the series' length.
     - `sigma`: an optional extra scatter on the Fisher-z scale (model error) added to the
       covariance's diagonal: None (default), a number or a prior. With it the covariance
       is factorised at every evaluation ($O(P^3)$, P = number of pairs).
@@ -341,8 +343,15 @@ class LinearizedFC(AbstractLikelihood):
                 )
             reference = sim.with_params(values)
         n_samples = spec.n_samples
-        n_lags = self.n_lags or _choose_lags(reference, n_samples, self.freqs_hz)
-        gamma, ok = lagged(reference, min(n_lags, n_samples), self.freqs_hz)
+        # the covariance (once): lags until the autocorrelations are below 1e-4, doubled; the
+        # mean (every evaluation): below 1e-2, where the truncated tail of its O(1/T) bias and
+        # demeaning terms is far below the entries' sampling sd
+        if self.n_lags is None:
+            decay = _decay(reference, n_samples, self.freqs_hz)
+            cov_lags, n_lags = decay(1e-4, 2), decay(1e-2, 1)
+        else:
+            cov_lags = n_lags = self.n_lags
+        gamma, ok = lagged(reference, min(cov_lags, n_samples), self.freqs_hz)
         if not bool(ok):
             raise ValueError(
                 "Linearized('fc'): the reference point of the FC covariance (covariance_at, or "
@@ -395,18 +404,26 @@ def _freeze(values: dict[str, Any]) -> tuple[tuple[str, float], ...]:
     return tuple(out)
 
 
-def _choose_lags(sim: bm.Simulator, n_samples: int, freqs_hz: Any) -> int:
-    """Lags until every autocorrelation is below 1e-4 (at `sim`'s values), doubled, <= T."""
+def _decay(sim: bm.Simulator, n_samples: int, freqs_hz: Any):
+    """A function `lags(threshold, factor)` from one probe of the model at `sim`'s values.
+
+    It gives the lags until every autocorrelation is below `threshold`, times `factor`, at
+    least 10 and at most T.
+    """
     probe = min(n_samples, 4096)
     gamma, ok = lagged(sim, probe, freqs_hz)
     if not bool(ok):
-        return probe
+        return lambda threshold, factor: probe
     g = np.asarray(gamma)
     d = np.sqrt(np.diagonal(g[0]))
-    rho = np.abs(g) / (d[None, :, None] * d[None, None, :])
-    above = np.flatnonzero(rho.reshape(probe, -1).max(axis=1) > 1e-4)
-    last = int(above[-1]) + 1 if above.size else 1
-    return int(min(n_samples, max(10, 2 * last)))
+    profile = (np.abs(g) / (d[None, :, None] * d[None, None, :])).reshape(probe, -1).max(axis=1)
+
+    def lags(threshold: float, factor: int) -> int:
+        above = np.flatnonzero(profile > threshold)
+        last = int(above[-1]) + 1 if above.size else 1
+        return int(min(n_samples, max(10, factor * last)))
+
+    return lags
 
 
 def Linearized(statistic: str = "fc", **kwargs: Any) -> AbstractLikelihood:  # noqa: N802
