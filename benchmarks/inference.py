@@ -475,7 +475,7 @@ def run_case_b(args) -> dict:
     bmodel = inf.BayesianModel(
         sim,
         fc_priors(n, float(truth["coupling.G"])),
-        inf.likelihoods.Linearized("fc", sigma=dist.HalfNormal(0.1)),
+        inf.likelihoods.Linearized("fc"),
     )
     density = bmodel.logdensity(data)
     n_par = sum(int(np.size(v)) for v in density.constrain(density.init).values())
