@@ -619,7 +619,7 @@ def test_whittle_expected_periodogram_is_what_the_simulator_gives(monitor):
     """The whole pipeline (state_space -> autocovariance -> expected periodogram of a segment)
     against the mean periodogram matrix of many simulated segments (the simulator, dt 0.1 ms)."""
     sim = _ou_network(monitor, duration=64 * 2.0 * 200, dt=0.1)
-    lik = L.Whittle(nperseg=64).bind(sim)
+    lik = L.Whittle(nperseg=64, taper="none").bind(sim)
     data = np.asarray(sim.run(jax.random.key(0)).signal)
     d = np.asarray(lik.prepare(data))  # (F, K, C): 200 segments
     assert d.shape == (len(lik.freqs), 200, 4) and np.iscomplexobj(d)
@@ -659,7 +659,7 @@ def test_whittle_and_fc_on_a_delayed_network():
     with pytest.raises(ValueError, match="without conduction delays"):
         L.StateSpace().bind(sim)
     data = np.asarray(sim.run(jax.random.key(0)).signal)
-    lik = L.Whittle(nperseg=64).bind(sim)
+    lik = L.Whittle(nperseg=64, taper="none").bind(sim)
     d = np.asarray(lik.prepare(data))
     observed = np.real(np.einsum("fka,fka->fa", d, d.conj())) / d.shape[1]
     expected, ok = lik.predict_without_simulation(sim)
