@@ -1,265 +1,551 @@
-"""`brainmass demo`: posteriors for the bundled default subject, by NUTS and by amortized NPE.
+r"""`brainmass demo`: three unknown parameters of a noise-driven network, two ways, checked.
 
-The default subject is an Ornstein-Uhlenbeck network (`models.Linear` with linear
-coupling and additive noise) on the synthetic 68-region connectome, recorded as 4 ms
-averages for one minute, at a hidden true global coupling `G` (the regional decay rate
-`lam` = 0.1/ms and the noise are known). The demo
+The default subject is an Ornstein-Uhlenbeck network: `models.Linear` on every region of
+the synthetic 20-region connectome, linear coupling, additive noise, no conduction delays,
 
-1. simulates the subject's data;
-2. fits a `BayesianModel` with the linearised FC likelihood (the network's stationary
-   covariance from the Lyapunov equation, exact for this network: no time stepping;
-   Gaussian on the Fisher-z FC with its scatter `likelihood.sigma` inferred too) by
-   gradient MAP, then NUTS (NumPyro backend, vectorised chains started at the MAP);
-3. trains a neural posterior estimator (flowjax) on a bank of simulations of the same
-   simulator with summary statistics (FC principal components and per-region moments),
-   then reads off the subject's posterior in one network evaluation;
-4. prints the ArviZ summary and both posteriors side by side with the truth, and writes a
-   results folder: the data, `posterior_nuts.nc` and `posterior_npe.nc` (ArviZ netCDF),
-   `trace.png`, `posterior_vs_truth.png`, `npe_losses.png`, the trained estimator
-   (`npe.pkl`), the simulation bank (`bank.npz`; a rerun resumes it) and `report.md`.
+$$ dx = (-\lambda x + G W x)\,dt + \sigma\,dW_t, $$
 
-The truth is the simulator's own parameter values: the NUTS posterior (a continuous-time
-likelihood) and the NPE posterior (trained on the Euler-Maruyama simulations at dt =
-0.5 ms) should both cover it.
+recorded by a `Raw` monitor (every region, every 4 ms, no measurement noise), started at
+rest. Its three parameters are hidden: the global coupling `coupling.G` (1/ms), the
+regional decay rate `model.lam` (1/ms) and the noise intensity `noise.sigma`. The demo
+
+1. simulates the subject (stochastic Heun, dt = 0.5 ms; 2 s of data, 0.6 s with `quick`);
+2. finds the MAP and samples the posterior with NUTS (NumPyro, 4 chains (2 with `quick`)
+   started at the MAP, dense mass matrix) on the exact likelihood of the series,
+   `likelihoods.StateSpace`: a Kalman filter on the exact discretisation of the network
+   between samples (Van Loan 1978), exact for this network, the process noise integrated
+   out;
+3. checks the fit by posterior predictive simulation (`diagnostics.ppc`): five statistics
+   of the data (variance, lag-1 autocorrelation, mean FC, FC-SC correlation, global-signal
+   variance) against their law under simulations at posterior draws;
+4. trains a neural posterior estimator (`inference.NPE`, a flowjax MAF) on a bank of prior
+   simulations summarised by six lag-0 / lag-1 covariance statistics (projections of the
+   sufficient statistics of a fully observed OU series on I, W and W^T W), and reads off
+   the subject's posterior in one network evaluation;
+5. measures the calibration of NPE on this problem by simulation-based calibration
+   (Talts et al. 2018) and TARP (Lemos et al. 2023) on held-out prior simulations (the
+   estimator is amortized, so this costs one batched evaluation). The calibration of the
+   exact-likelihood route is read from the stored benchmark,
+   `benchmarks/calibration_results.json` (`benchmarks/calibration.py`), when a source
+   checkout has it, and reported as not measured otherwise: an SBC of NUTS itself needs
+   one NUTS run per simulated dataset, which does not fit the demo's time (a vmapped
+   batch of samplers also pays the filter's data-dependent branch on every lane);
+6. writes a results folder: `data.npy`, `posterior_nuts.nc` and `posterior_npe.nc`
+   (ArviZ netCDF), `posterior_vs_truth.png`, `trace.png`, `ppc.png`, `calibration.png`,
+   `npe_losses.png`, the trained estimator `npe.pkl`, the bank `bank.npz` (a rerun
+   resumes it) and `report.md` with one row per parameter.
+
+Why 20 regions and not 68: the exact likelihood's gradient costs O(N^3) per evaluation and
+NUTS needs thousands of them. Measured on the shared 2-core machine (load ~7), a
+gradient for 4 vectorised chains took 197 ms at 68 regions and 15 ms at 20 regions.
+Compilation, which costs the same at any size, is most of the demo's time.
+
+The report (table, `report.md`, plots, the reader of the stored benchmark) is in
+`brainmass._demo_report`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import time
 import warnings
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-N_REGIONS = 68
-TRUTH = {"coupling.G": 0.04}  # unstable above G ~ 0.074 (lam / spectral radius of W)
-LAM = 0.1  # 1/ms
-SIGMA = 0.02  # additive noise per sqrt(ms)
-DT = 0.5  # ms
-PERIOD = 4.0  # ms, TemporalAverage
+N_REGIONS = 20
+CONNECTOME_SEED = 0
+# synthetic(20, seed=0) has largest eigenvalue 1.75: the network is stable while
+# G * 1.75 < lam, which holds on the whole prior box below (0.03 * 1.75 < 0.06).
+TRUTH = {"coupling.G": 0.02, "model.lam": 0.1, "noise.sigma": 0.02}
+BOUNDS = {"coupling.G": (0.0, 0.03), "model.lam": (0.06, 0.14), "noise.sigma": (0.01, 0.04)}
+UNITS = {"coupling.G": "1/ms", "model.lam": "1/ms", "noise.sigma": "1/sqrt(ms)"}
+DT = 0.5  # ms, the simulator's step
+PERIOD = 4.0  # ms between samples (Raw monitor)
 
 SETTINGS = {
     "full": dict(
-        duration=60_000.0,
-        num_warmup=300,
-        num_samples=500,
+        n_regions=N_REGIONS,
+        n_samples=500,  # 2 s of data
+        map_steps=200,
+        num_warmup=200,
+        num_samples=300,
         num_chains=4,
-        map_steps=300,
-        bank=2_000,
+        bank=3000,
+        sbc=300,
         epochs=300,
+        ppc=200,
     ),
     "quick": dict(
-        duration=20_000.0,
+        n_regions=N_REGIONS,
+        n_samples=150,  # 0.6 s of data
+        map_steps=100,
         num_warmup=100,
         num_samples=100,
         num_chains=2,
-        map_steps=100,
-        bank=300,
-        epochs=40,
+        bank=1000,
+        sbc=150,
+        epochs=150,
+        ppc=100,
     ),
 }
+_MINIMUM = dict(
+    n_regions=2, n_samples=20, map_steps=1, num_warmup=1, num_samples=10, num_chains=2,
+    bank=20, sbc=10, epochs=1, ppc=10,
+)  # fmt: skip
+# `brainmass demo`'s wall time, measured on 2 otherwise idle CPU cores (JAX compilation
+# included): full 88 s, --quick 58 s (2-3x that with a load average of ~5)
+DEMO_TIME = {"full": "About 1.5 minutes", "quick": "about 1 minute"}
+# NPE: the flow and its training (Adam on minibatches, early stopping on a validation split)
+NPE_FLOW = dict(flow_layers=3, nn_width=32)
+NPE_FIT = dict(batch_size=128, learning_rate=2e-3, patience=20)
+NPE_DRAWS = 4000  # draws of the subject's NPE posterior
+SBC_DRAWS = 200  # NPE draws per held-out simulation
+STORED_CALIBRATION = Path("benchmarks") / "calibration_results.json"
 
 
-def default_subject(n_regions: int = N_REGIONS, duration: float = 60_000.0):
-    """The demo's simulator at the true parameters (OU network, `n_regions`, `duration` ms)."""
+# =====================================================================================
+# the subject and its statistics
+# =====================================================================================
+
+
+def default_subject(n_regions: int = N_REGIONS, n_samples: int = 500, theta=None):
+    """The demo's simulator: OU network, `n_regions` regions, `n_samples` samples 4 ms apart.
+
+    At the true parameters unless `theta` `{path: value}` says otherwise.
+    """
     import brainmass as bm
 
+    values = dict(TRUTH, **(theta or {}))
     net = bm.Network(
-        bm.models.Linear(lam=LAM),
-        bm.Connectome.synthetic(n_regions, seed=0),
-        coupling=bm.coupling.Linear(G=TRUTH["coupling.G"]),
-        noise=bm.noise.Additive(sigma=SIGMA),
+        bm.models.Linear(lam=values["model.lam"]),
+        bm.Connectome.synthetic(n_regions, seed=CONNECTOME_SEED),
+        coupling=bm.coupling.Linear(G=values["coupling.G"]),
+        noise=bm.noise.Additive(sigma=values["noise.sigma"]),
     )
     return bm.Simulator(
-        net, dt=DT, duration=duration, monitor=bm.monitors.TemporalAverage(period=PERIOD)
+        net,
+        dt=DT,
+        duration=n_samples * PERIOD,
+        monitor=bm.monitors.Raw(period=PERIOD),
+        init={"x": 0.0},
     )
 
 
-def priors():
-    """The demo's prior: the coupling G, uniform below the instability."""
+def priors() -> dict[str, Any]:
+    """The demo's priors: uniform on a box where the network is stable."""
     import numpyro.distributions as dist
 
-    return {"coupling.G": dist.Uniform(0.0, 0.07)}
+    return {p: dist.Uniform(lo, hi) for p, (lo, hi) in BOUNDS.items()}
+
+
+class LagStatistics:
+    r"""NPE's summary: six lag-0 / lag-1 statistics of a series `(n_samples, n_regions)`.
+
+    With $C_0 = \langle x_k x_k^T\rangle$, $C_1 = \langle x_{k+1} x_k^T\rangle$ (means over
+    samples) and $\bar c(M) = \mathrm{tr}(M)/N$: $\log\bar c(C_0)$,
+    $\bar c(WC_0)/\bar c(C_0)$, $\bar c(W^TWC_0)/\bar c(C_0)$, $\bar c(C_1)/\bar c(C_0)$,
+    $\bar c(WC_1)/\bar c(C_0)$ and $\log\langle|x_{k+1}-x_k|^2\rangle/N$. $C_0, C_1$ are
+    sufficient for a fully observed OU series up to its end points (a Gaussian VAR(1));
+    these are their projections on $I$, $W$, $W^TW$, which carry $\sigma$ (the logs) and
+    $\lambda$, $G$ (the dimensionless ratios).
+    """
+
+    names = ("log var", "c(W C0)", "c(WtW C0)", "lag-1 corr", "c(W C1)", "log incr var")
+
+    def __init__(self, weights: Any):
+        self.weights = np.asarray(weights, dtype=float)
+
+    def __call__(self, signal):
+        """`(6,)` features of one series; NaN where the series is not finite."""
+        import jax.numpy as jnp
+
+        x = jnp.asarray(signal)
+        w = jnp.asarray(self.weights, x.dtype)
+        x0, x1 = x[:-1], x[1:]
+        wx0 = x0 @ w.T
+        c00 = jnp.mean(x0 * x0)
+        return jnp.stack(
+            [
+                jnp.log(c00),
+                jnp.mean(x0 * wx0) / c00,
+                jnp.mean(wx0 * wx0) / c00,
+                jnp.mean(x1 * x0) / c00,
+                jnp.mean(x1 * wx0) / c00,
+                jnp.log(jnp.mean((x1 - x0) ** 2)),
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return f"LagStatistics({self.weights.shape[0]} regions)"
+
+
+class PPCStatistics:
+    """The posterior predictive check's statistics of a series `(n_samples, n_regions)`.
+
+    Mean variance over regions, mean lag-1 autocorrelation (one sample, 4 ms), mean
+    off-diagonal FC (Pearson), the correlation of FC with the structural weights over
+    region pairs, and the variance of the global (region-mean) signal over the mean
+    variance.
+    """
+
+    names = ("variance", "lag-1 autocorr", "mean FC", "corr(FC, SC)", "global var ratio")
+
+    def __init__(self, weights: Any):
+        self.weights = np.asarray(weights, dtype=float)
+
+    def __call__(self, signal):
+        """`(5,)` statistics of one series."""
+        import jax.numpy as jnp
+
+        x = jnp.asarray(signal)
+        x = x - jnp.mean(x, axis=0, keepdims=True)
+        n = x.shape[1]
+        cov = x.T @ x / x.shape[0]
+        var = jnp.diagonal(cov)
+        fc = cov / jnp.sqrt(var[:, None] * var[None, :])
+        iu = np.triu_indices(n, 1)
+        f, s = fc[iu], jnp.asarray(self.weights, x.dtype)[iu]
+        f, s = f - jnp.mean(f), s - jnp.mean(s)
+        lag1 = jnp.mean(x[1:] * x[:-1], axis=0) / var
+        return jnp.stack(
+            [
+                jnp.mean(var),
+                jnp.mean(lag1),
+                jnp.mean(fc[iu]),
+                jnp.sum(f * s) / jnp.sqrt(jnp.sum(f * f) * jnp.sum(s * s)),
+                jnp.var(jnp.mean(x, axis=1)) / jnp.mean(var),
+            ]
+        )
+
+    def __repr__(self) -> str:
+        return f"PPCStatistics({self.weights.shape[0]} regions)"
+
+
+# =====================================================================================
+# the run
+# =====================================================================================
+
+
+def _settings(quick: bool, settings: Mapping[str, int] | None) -> dict[str, int]:
+    cfg = dict(SETTINGS["quick" if quick else "full"])
+    if settings is not None and not isinstance(settings, Mapping):
+        raise ValueError(f"settings: expected a dict {{name: int}}, got {settings!r}.")
+    for name, value in (settings or {}).items():
+        if name not in cfg:
+            raise ValueError(f"settings: unknown setting {name!r}; expected some of {list(cfg)}.")
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        if not ok or value < _MINIMUM[name]:
+            raise ValueError(
+                f"settings: {name} must be an integer >= {_MINIMUM[name]}, got {value!r}."
+            )
+        cfg[name] = value
+    if cfg["n_regions"] % 2:
+        raise ValueError(
+            f"settings: n_regions must be even (the synthetic connectome has two hemispheres), "
+            f"got {cfg['n_regions']}."
+        )
+    return cfg
 
 
 def run_demo(
-    out: Path, *, quick: bool = False, seed: int = 0, npe: bool = True, say=print
+    out: str | Path,
+    *,
+    quick: bool = False,
+    seed: int = 0,
+    npe: bool = True,
+    say: Callable[[str], Any] = print,
+    settings: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Run the demo and write its results folder; returns the figures of the report.
+    """Run the demo and write its results folder; returns the facts of the report.
 
     **Arguments:**
 
-    - `out`: the results folder (created).
-    - `quick`: smaller settings (20 s of data, short chains, a 300-simulation bank): a smoke
-      run of a minute or two, not a converged posterior.
-    - `seed`: the data's noise seed (the other keys are derived from it).
-    - `npe`: also run the amortized path.
-    - `say`: where progress lines go.
+    - `out`: the results folder (created; a bank already in it is resumed).
+    - `quick`: the smaller preset (0.6 s of data instead of 2 s, 2 shorter chains instead
+      of 4, a 1,000-simulation bank instead of 3,000).
+    - `seed`: a non-negative integer, the data's noise seed (every other key derives from it).
+    - `npe`: also run the amortized path (NPE and its calibration).
+    - `say`: where the progress lines go.
+    - `settings`: overrides of the preset, `{name: int}` with names from `SETTINGS`
+      (`n_regions` even, each at least its `_MINIMUM`).
+
+    **Returns:** a dict: `truth`, `settings`, `map`, `rows` (per route, per parameter: mean,
+    sd, 90 % and 99 % equal-tailed intervals, the truth's posterior quantile), `rhat`,
+    `ess`, `ppc` (statistic: observed value and p-value), `sbc`, `stored_calibration`,
+    `time_s` per step, `wall_s`, `cpu_s`, `load` (1-min load average at start and end).
+
+    **Raises:** `ValueError` for a bad `seed` or `settings`; `OSError` when `out` cannot
+    be written.
     """
-    import arviz as az
-    import jax
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    import inference as inf
-
-    cfg = SETTINGS["quick" if quick else "full"]
+    if not (isinstance(seed, int) and not isinstance(seed, bool) and seed >= 0):
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}.")
+    cfg = _settings(quick, settings)
+    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    keys = jax.random.split(jax.random.key(seed), 6)
-    sim = default_subject(N_REGIONS, cfg["duration"])
-    facts: dict[str, Any] = {"truth": dict(TRUTH), "settings": dict(cfg), "seed": seed}
+    start, cpu0, load0 = time.perf_counter(), time.process_time(), _load()
 
-    t0 = time.perf_counter()
-    data = np.asarray(sim.run(keys[0]).signal)
-    np.save(out / "data.npy", data)
+    import scipy.linalg  # noqa: F401  (loaded before the BLAS thread limit below)
+    from threadpoolctl import threadpool_limits
+
+    # small (N x N) factorisations: one BLAS thread is faster, and spinning BLAS threads on
+    # a busy 2-core machine made them 100x slower (benchmarks/statespace.py)
+    with threadpool_limits(limits=1, user_api="blas"):
+        facts = _run(out, cfg, seed, npe, say)
+    from ._demo_report import write_report
+
+    facts["wall_s"] = time.perf_counter() - start
+    facts["cpu_s"] = time.process_time() - cpu0
+    facts["load"] = (load0, _load())
+    write_report(out / "report.md", facts)
     say(
-        f"[1/4] subject: OU network, {N_REGIONS} regions (synthetic connectome), "
-        f"{cfg['duration'] / 1000:g} s at dt = {DT} ms, {PERIOD:g} ms averages -> data "
-        f"{data.shape} ({time.perf_counter() - t0:.1f} s)"
+        f"results in {out}/ ({facts['wall_s']:.0f} s wall, {facts['cpu_s']:.0f} s CPU, load "
+        f"{facts['load'][0]:.1f} -> {facts['load'][1]:.1f}): "
+        + ", ".join(sorted(p.name for p in out.iterdir()))
     )
-
-    import numpyro.distributions as dist
-
-    fc_likelihood = inf.likelihoods.Linearized("fc", sigma=dist.HalfNormal(0.2))
-    bmodel = inf.BayesianModel(sim, priors(), fc_likelihood)
-    t0 = time.perf_counter()
-    fit = inf.map_estimate(
-        bmodel, data, keys[1], num_starts=4, steps=cfg["map_steps"], progress=False
-    )
-    facts["map_s"] = time.perf_counter() - t0
-    facts["map"] = {p: float(v) for p, v in fit.params.items()}
-    say(
-        f"[2/4] MAP ({facts['map_s']:.1f} s): "
-        + ", ".join(f"{p} = {v:.4g}" for p, v in facts["map"].items())
-    )
-
-    t0 = time.perf_counter()
-    post = inf.nuts(
-        bmodel,
-        data,
-        keys[2],
-        num_warmup=cfg["num_warmup"],
-        num_samples=cfg["num_samples"],
-        num_chains=cfg["num_chains"],
-        init=fit,
-        progress=True,
-    )
-    facts["nuts_s"] = time.perf_counter() - t0
-    tree = post.to_arviz()
-    summary = az.summary(tree)
-    facts["nuts_divergent"] = int(post.n_divergent)
-    say(
-        f"[3/4] NUTS ({facts['nuts_s']:.1f} s, {cfg['num_chains']} chains x "
-        f"({cfg['num_warmup']} + {cfg['num_samples']}), {post.n_divergent} divergent):"
-    )
-    say(summary.to_string())
-    post.save(out / "posterior_nuts.nc")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        _save_figure(az.plot_trace_dist(tree, backend="matplotlib"), out / "trace.png", plt)
-        _save_figure(
-            post.plot_vs_truth(TRUTH, backend="matplotlib"), out / "posterior_vs_truth.png", plt
-        )
-
-    rows = {"NUTS": _describe(post.samples)}
-    if npe:
-        t0 = time.perf_counter()
-        S = inf.summaries
-        estimator = inf.NPE(sim, priors(), S.combine(S.FC(pca=8), S.Moments()))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # failed (unstable) draws are counted below
-            estimator.train(
-                keys[3],
-                cfg["bank"],
-                bank_path=out / "bank.npz",
-                max_epochs=cfg["epochs"],
-                patience=20,
-                progress=True,
-            )
-        facts["npe_train_s"] = time.perf_counter() - t0
-        bank = estimator.bank
-        estimator.save(out / "npe.pkl")
-        amortized = estimator.posterior(data)
-        amortized.sample(keys[4], 4000)  # compile once; the timing below is one evaluation
-        t0 = time.perf_counter()
-        draws = amortized.sample(keys[5], 4000)
-        facts["npe_latency_ms"] = 1000 * (time.perf_counter() - t0)
-        amortized.to_posterior(keys[5], 4000).save(out / "posterior_npe.nc")
-        rows["NPE"] = _describe({p: v[None] for p, v in draws.items()})
-        facts["bank"] = {
-            "simulations": len(bank),
-            "failed": bank.n_failed,
-            "simulations_per_s": bank.info.get("simulations_per_s"),
-        }
-        facts["npe_epochs"] = estimator.info["epochs"]
-        _save_figure(estimator.plot_losses(), out / "npe_losses.png", plt)
-        say(
-            f"[4/4] NPE: bank of {len(bank)} simulations ({bank.n_failed} failed, unstable "
-            f"draws), {estimator.info['epochs']} epochs, {facts['npe_train_s']:.1f} s in all; "
-            f"4,000 posterior draws in {facts['npe_latency_ms']:.1f} ms"
-        )
-    table = _side_by_side(rows)
-    say(table)
-    facts["posteriors"] = rows
-    _write_report(out / "report.md", facts, summary.to_string(), table)
-    say(f"results in {out}/ (report.md, posterior_*.nc, *.png, npe.pkl, bank.npz, data.npy)")
     return facts
 
 
-def _save_figure(obj: Any, path: Path, plt) -> None:
-    fig = getattr(obj, "figure", None) or getattr(obj, "viz", None)
-    if fig is None or not hasattr(fig, "savefig"):
-        fig = plt.gcf()
-    fig.savefig(path, dpi=100, bbox_inches="tight")
-    plt.close("all")
+def _load() -> float:
+    """The 1-minute load average (NaN where the platform has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return float("nan")
 
 
-def _describe(samples: dict[str, Any]) -> dict[str, tuple[float, float, float]]:
-    """{path: (mean, 5 %, 95 %)} of `(chains, draws)` samples."""
-    out = {}
-    for p in TRUTH:
-        v = np.asarray(samples[p]).ravel()
-        out[p] = (float(v.mean()), float(np.quantile(v, 0.05)), float(np.quantile(v, 0.95)))
-    return out
+def _run(out: Path, cfg, seed, use_npe, say) -> dict[str, Any]:
+    import jax
 
+    import inference as inf
 
-def _side_by_side(rows: dict[str, dict[str, tuple[float, float, float]]]) -> str:
-    head = f"{'parameter':12s} {'truth':>8s}" + "".join(
-        f" | {name + ' mean [90% interval]':>30s}" for name in rows
+    from ._demo_report import calibration_text, describe, plots, stored_calibration, table
+
+    keys = _keys(seed)
+    n, n_samples = cfg["n_regions"], cfg["n_samples"]
+    sim = default_subject(n, n_samples)
+    weights = np.asarray(sim.network.connectome.weights)
+    facts: dict[str, Any] = {"truth": dict(TRUTH), "settings": dict(cfg), "seed": seed}
+    timer = _Timer(facts)
+    steps = 5 if use_npe else 4
+
+    with timer("data"):
+        data = np.asarray(sim.run(keys["data"]).signal)
+    np.save(out / "data.npy", data)
+    say(
+        f"[1/{steps}] subject: OU network on {n} regions, {n_samples} samples every "
+        f"{PERIOD:g} ms (Raw); hidden truth "
+        + ", ".join(f"{p} = {v:g}" for p, v in TRUTH.items())
+        + f" ({timer.last:.0f} s)"
     )
-    lines = [head, "-" * len(head)]
-    for p, truth in TRUTH.items():
-        cells = "".join(
-            f" | {m:8.4f} [{lo:8.4f}, {hi:8.4f}]{'  ' if lo <= truth <= hi else ' !'}"
-            for m, lo, hi in (r[p] for r in rows.values())
+
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=1) as pool:
+        # failed simulations are counted in the report (set here, before the second thread)
+        warnings.filterwarnings("ignore", message="simulate_bank: .* simulations failed")
+        # NPE needs only the data: it runs in a second thread beside MAP and NUTS, whose time
+        # is mostly XLA compilation on one core
+        npe_job = (
+            pool.submit(_npe, out, cfg, sim, weights, data, keys, jax, inf) if use_npe else None
         )
-        lines.append(f"{p:12s} {truth:8.4f}{cells}")
-    lines.append("(! marks an interval that misses the truth: expected 10 % of the time)")
-    return "\n".join(lines)
+        post, fit_facts, check = _exact_route(out, cfg, sim, weights, data, keys, say, steps)
+        facts["time_s"].update(fit_facts.pop("time_s"))
+        facts.update(fit_facts)
+        rows = {"NUTS": describe(post.samples)}
+        estimator = sbc = tarp = None
+        if npe_job is not None:
+            estimator, rows["NPE"], sbc, tarp, npe_facts = npe_job.result()
+            facts["time_s"].update(npe_facts.pop("time_s"))
+            facts.update(npe_facts)
+            bank = facts["bank"]
+            say(
+                f"[5/5] NPE ({facts['time_s']['npe']:.0f} s, beside MAP and NUTS): bank of "
+                f"{bank['simulations']} ({bank['failed']} failed"
+                + (
+                    f", {bank['resumed']} resumed from {out / 'bank.npz'}"
+                    if bank["resumed"]
+                    else ""
+                )
+                + f"), {facts['npe_epochs']} epochs; SBC on {facts['sbc']['n']} held-out "
+                "simulations: rank p = "
+                + ", ".join(f"{v:.2f}" for v in facts["sbc"]["pvalues"].values())
+                + f", TARP ATC = {facts['sbc']['tarp_atc']:+.3f}"
+            )
+    facts["rows"] = rows
+    facts["stored_calibration"] = stored_calibration()
+
+    import arviz as az
+
+    with timer("plots"):
+        plots(out, post, rows, facts, check, estimator, sbc, tarp, az)
+    say(table(facts))
+    say(calibration_text(facts))
+    return facts
 
 
-def _write_report(path: Path, facts: dict[str, Any], summary: str, table: str) -> None:
-    cfg = facts["settings"]
-    lines = [
-        "# brainmass demo: the default subject",
-        "",
-        f"OU network, {N_REGIONS} regions (synthetic connectome), {cfg['duration'] / 1000:g} s "
-        f"of 4 ms averages; hidden truth {facts['truth']}; noise seed {facts['seed']}.",
-        "",
-        f"- MAP: {facts['map']} in {facts['map_s']:.1f} s",
-        f"- NUTS (NumPyro, linearised FC likelihood): {cfg['num_chains']} chains x "
-        f"({cfg['num_warmup']} + {cfg['num_samples']}) in {facts['nuts_s']:.1f} s, "
-        f"{facts['nuts_divergent']} divergent",
-    ]
-    if "npe_train_s" in facts:
-        lines.append(
-            f"- NPE (flowjax MAF, FC PCs + moments): bank {facts['bank']}, "
-            f"{facts['npe_epochs']} epochs, {facts['npe_train_s']:.1f} s to build; "
-            f"4,000 draws for the subject in {facts['npe_latency_ms']:.1f} ms"
+def _exact_route(out, cfg, sim, weights, data, keys, say, steps):
+    """MAP, NUTS and the posterior predictive check on the exact likelihood."""
+    import arviz as az
+    import jax
+    import jax.numpy as jnp
+
+    import inference as inf
+
+    from ._demo_report import format_values
+
+    facts: dict[str, Any] = {}
+    timer = _Timer(facts)
+    # Every region observed without noise: the state is known at each sample, so the
+    # filter's predicted covariance is Q from the second sample on and the steady-state
+    # path after 2 exact steps is exact.
+    bmodel = inf.BayesianModel(
+        sim, priors(), inf.likelihoods.StateSpace(initial="simulator", steady_after=2)
+    )
+    with timer("map"):
+        # one chunk: one compilation of the optimiser's loop
+        fit = inf.map_estimate(
+            bmodel, data, keys["map"], num_starts=4, steps=cfg["map_steps"],
+            chunk_size=cfg["map_steps"], progress=False,
+        )  # fmt: skip
+    facts["map"] = {p: float(fit.params[p]) for p in TRUTH}
+    say(f"[2/{steps}] MAP ({timer.last:.0f} s): " + format_values(facts["map"]))
+
+    with timer("nuts"):
+        post = inf.nuts(
+            bmodel,
+            data,
+            keys["nuts"],
+            cfg["num_warmup"],
+            cfg["num_samples"],
+            cfg["num_chains"],
+            init=dict(facts["map"]),
+            dense_mass=True,
+            progress=False,
+            posterior_predictive=False,
         )
-    lines += ["", "## ArviZ summary (NUTS)", "", "```", summary, "```", ""]
-    lines += ["## Posteriors side by side", "", "```", table, "```", ""]
-    path.write_text("\n".join(lines))
+    post.save(out / "posterior_nuts.nc")
+    facts["rhat"] = {p: float(az.rhat(post.samples[p])) for p in TRUTH}
+    facts["ess"] = {p: float(az.ess(post.samples[p])) for p in TRUTH}
+    facts["divergent"] = post.n_divergent
+    say(
+        f"[3/{steps}] NUTS ({timer.last:.0f} s): {cfg['num_chains']} chains x "
+        f"({cfg['num_warmup']} + {cfg['num_samples']}), {post.n_divergent} divergent, "
+        f"R-hat <= {max(facts['rhat'].values()):.3f}, bulk ESS >= "
+        f"{min(facts['ess'].values()):.0f}"
+    )
+
+    # simulations at NUTS draws
+    draws = jnp.asarray(np.stack([post.samples[p].reshape(-1) for p in TRUTH], axis=1))
+
+    def from_posterior(key, m):
+        return draws[jax.random.randint(key, (m,), 0, draws.shape[0])]
+
+    stats = PPCStatistics(weights)
+    with timer("ppc"):
+        predictive = inf.simulate_bank(
+            sim, priors(), stats, keys["ppc"], cfg["ppc"], proposal=from_posterior,
+            chunk_size=cfg["ppc"], progress=False,
+        )  # fmt: skip
+    check = inf.diagnostics.ppc(np.asarray(stats(data)), predictive.x, list(stats.names))
+    facts["ppc"] = {
+        name: (float(check.observed[j]), float(check.pvalues[j]))
+        for j, name in enumerate(stats.names)
+    }
+    facts["ppc_n"] = len(predictive)
+    facts["ppc_failed"] = predictive.n_failed
+    say(
+        f"[4/{steps}] posterior predictive check ({timer.last:.0f} s, {len(predictive)} "
+        "simulations at NUTS draws): "
+        + ", ".join(f"{k} p = {p:.2f}" for k, (_, p) in facts["ppc"].items())
+    )
+    return post, facts, check
+
+
+class _Timer:
+    """`with timer(name):` records the block's wall seconds in `facts["time_s"][name]`."""
+
+    def __init__(self, facts):
+        self.wall = facts.setdefault("time_s", {})
+        self.last = 0.0
+
+    def __call__(self, name):
+        timer = self
+
+        class _Block:
+            def __enter__(self):
+                self.t0 = time.perf_counter()
+
+            def __exit__(self, *exc):
+                timer.last = time.perf_counter() - self.t0
+                timer.wall[name] = timer.last
+
+        return _Block()
+
+
+def _keys(seed: int) -> dict[str, Any]:
+    """The run's `jax.random` keys, one per step, all from `seed`."""
+    import jax
+
+    names = ("data", "map", "nuts", "ppc", "bank", "train", "npe", "sbc")
+    return dict(zip(names, jax.random.split(jax.random.key(seed), len(names)), strict=True))
+
+
+def _bank(estimator: Any, key: Any, cfg: Mapping[str, int], path: Path) -> Any:
+    """The NPE bank: `bank + sbc` prior simulations, kept in (and resumed from) `path`.
+
+    Simulated in equal chunks of at most 500 (one compilation), so the bank holds
+    `bank + sbc` simulations rounded up to a multiple of the chunk, by less than one per chunk.
+    """
+    total = cfg["bank"] + cfg["sbc"]
+    chunk_size = -(-total // -(-total // 500))
+    return estimator.simulate(key, total, chunk_size=chunk_size, path=path, progress=False)
+
+
+def _npe(out, cfg, sim, weights, data, keys, jax, inf):
+    """Bank, training, the subject's posterior, SBC and TARP on held-out simulations."""
+    from ._demo_report import describe
+
+    t0 = time.perf_counter()
+    path = out / "bank.npz"
+    estimator = inf.NPE(sim, priors(), LagStatistics(weights), **NPE_FLOW)
+    resumed = len(inf.SimulationBank.load(path)) if path.is_file() else 0
+    bank = _bank(estimator, keys["bank"], cfg, path)
+    # the last simulations are held out for the calibration (a resumed, larger bank keeps
+    # its own order: its last `held` are still never trained on)
+    held = min(cfg["sbc"], len(bank) // 4)
+    train = dataclasses.replace(bank, theta=bank.theta[:-held], x=bank.x[:-held])
+    estimator.train_on(train, keys["train"], max_epochs=cfg["epochs"], progress=False, **NPE_FIT)
+    estimator.save(out / "npe.pkl")
+    npe_post = estimator.posterior(data).to_posterior(keys["npe"], NPE_DRAWS)
+    npe_post.save(out / "posterior_npe.nc")
+    # calibration: the amortized posterior of each held-out simulation, in one batch
+    truths = bank.theta[-held:]
+    batch = estimator.posterior(features=bank.x[-held:])
+    k_draws, k_tarp = jax.random.split(keys["sbc"])
+    samples = np.asarray(batch.sample_flat(k_draws, SBC_DRAWS))
+    names = list(estimator.space.names)
+    sbc = inf.diagnostics.sbc(samples, truths, names)
+    tarp = inf.diagnostics.tarp(samples, truths, k_tarp)
+
+    def coverage(level):
+        lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=1)
+        inside = (truths >= lo) & (truths <= hi)
+        return {p: float(np.mean(inside[:, j])) for j, p in enumerate(names)}
+
+    facts = {
+        "time_s": {"npe": time.perf_counter() - t0},
+        "bank": {"simulations": len(bank), "failed": bank.n_failed, "resumed": resumed},
+        "npe_epochs": estimator.info["epochs"],
+        "sbc": {
+            "n": held,
+            "pvalues": {p: float(v) for p, v in zip(names, sbc.pvalues, strict=True)},
+            "coverage50": coverage(0.5),
+            "coverage90": coverage(0.9),
+            "passed": bool(sbc.passed()),
+            "tarp_atc": float(tarp.atc),
+        },
+    }
+    return estimator, describe(npe_post.samples), sbc, tarp, facts
