@@ -168,6 +168,30 @@ def _state_array(
     return arr
 
 
+def _check_key(key: Any, name: str = "key") -> Any:
+    """`key` itself if it is a `jax.random` key, else a ValueError naming `name`.
+
+    A key is typed (`jax.random.key(seed)`) or raw (uint32 `(..., 2)`, `jax.random.PRNGKey`);
+    an integer seed is not one, and the error says how to make one from it.
+    """
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+        return key
+    shape = getattr(key, "shape", None)
+    if dtype == np.uint32 and shape and shape[-1] == 2:
+        return key  # a raw key from jax.random.PRNGKey
+    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
+        hint = f"pass jax.random.key({int(key)}) instead of the integer {int(key)}"
+    else:
+        what = (
+            f"an array of shape {tuple(shape)} and dtype {dtype}"
+            if shape is not None
+            else (f"{type(key).__name__} {key!r}")
+        )
+        hint = f"got {what}"
+    raise ValueError(f"{name}: expected a jax.random key (jax.random.key(seed)); {hint}.")
+
+
 @eqx.filter_jit
 def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     if theta:
@@ -537,6 +561,8 @@ class Simulator(eqx.Module):
         """
         if key is None and self.network.noise is not None:
             raise ValueError("key: this network is stochastic; pass a jax.random key to run it.")
+        if key is not None:
+            _check_key(key)
         result = _run_core(self, {}, key, self.plan)
         return result.check() if check else result
 
@@ -568,6 +594,8 @@ class Simulator(eqx.Module):
                 )
             if key is None and stochastic:
                 raise ValueError("key: this network is stochastic; pass a jax.random key.")
+            if key is not None:
+                _check_key(key)
             specs = base._specs()
             dtype = jnp.result_type(float)
             # strongly typed values of one dtype: floats and arrays share one compilation

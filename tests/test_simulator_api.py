@@ -511,6 +511,28 @@ def test_stochastic_network_needs_a_key(noisy_sim):
     assert TRACES["simulate"] == before
 
 
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        (0, r"jax\.random\.key\(0\) instead of the integer 0"),
+        (np.int64(7), r"jax\.random\.key\(7\) instead of the integer 7"),
+        ("seed", "got str 'seed'"),
+        (np.zeros(3, np.float32), r"shape \(3,\) and dtype float32"),
+        (np.zeros(2, np.int32), r"shape \(2,\) and dtype int32"),
+    ],
+)
+def test_a_seed_or_array_is_not_a_key(noisy_sim, bad, says):
+    """An integer seed or another array is refused before anything is traced, naming `key`
+    and how to make one (JAX's own error spoke of 'PRNG key data')."""
+    before = TRACES["simulate"]
+    with pytest.raises(ValueError, match=r"^key: expected a jax\.random key .*" + says):
+        noisy_sim.run(bad)
+    f = noisy_sim.function(["coupling.G"])
+    with pytest.raises(ValueError, match=r"^key: .*" + says):
+        f({"coupling.G": 0.1}, bad)
+    assert TRACES["simulate"] == before
+
+
 def test_function_output_result(delayed_sim, delayed_result, delayed_result_fn):
     res = delayed_result_fn({"model.a": jnp.asarray(A_DELAYED)})
     assert isinstance(res, bm.Result)
