@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple
 
@@ -244,8 +245,26 @@ class BayesianModel:
     def flatten(self, values: Mapping[str, Any]) -> Any:
         """Constrained values of the latent sites `{site: value}` as the flat unconstrained vector.
 
-        The inverse of `LogDensity.constrain` (on the latent sites).
+        The inverse of `LogDensity.constrain` (on the latent sites). `values` must name
+        exactly the latent sites (`latent_sites()`); a missing or unknown name is a ValueError
+        that lists them (NumPyro's own check was a bare AssertionError).
         """
+        sites = self.latent_sites()
+        unknown = [k for k in values if k not in sites]
+        missing = [k for k in sites if k not in values]
+        if unknown or missing:
+            hints = []
+            for k in unknown:
+                close = difflib.get_close_matches(str(k), sites, n=1)
+                hints.append(f"{k!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+            problems = (["unknown: " + ", ".join(hints)] if unknown else []) + (
+                [f"missing: {missing}"] if missing else []
+            )
+            raise ValueError(
+                f"init: expected a value for each latent site, exactly {sites}; "
+                + "; ".join(problems)
+                + "."
+            )
         z = unconstrain_fn(self.prior_model, (), {}, dict(values))
         return ravel_pytree(z)[0]
 

@@ -168,6 +168,13 @@ def test_failed_simulation_is_minus_inf_and_fits_go_on(sim, data):
         L.TimeSeries(sigma=SIGMA),
     )
     ld = wide.logdensity(data)
+    # starting values must name exactly the latent sites (NumPyro raised a bare AssertionError)
+    with pytest.raises(ValueError, match=r"unknown: 'model\.lamm' \(did you mean 'model\.lam'\?\)"):
+        wide.flatten({"model.lamm": 0.05, "coupling.G": 0.02})
+    with pytest.raises(ValueError, match=r"missing: \['coupling\.G'\]"):
+        wide.flatten({"model.lam": 0.05})
+    with pytest.raises(ValueError, match="init: expected a value for each latent site"):
+        inf.nuts(wide, data, jax.random.key(3), init={"model.lamm": 0.1}, progress=False)
     z_blowup = wide.flatten({"model.lam": 0.05, "coupling.G": 1.9})
     assert float(ld.fn(z_blowup)) == -math.inf
     assert np.isfinite(float(ld.fn(wide.flatten({"model.lam": 0.05, "coupling.G": 0.02}))))
