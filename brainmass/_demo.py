@@ -531,9 +531,7 @@ def _npe(out, cfg, sim, weights, data, keys, jax, inf):
     tarp = inf.diagnostics.tarp(samples, truths, k_tarp)
 
     def coverage(level):
-        lo, hi = np.quantile(samples, [(1 - level) / 2, (1 + level) / 2], axis=1)
-        inside = (truths >= lo) & (truths <= hi)
-        return {p: float(np.mean(inside[:, j])) for j, p in enumerate(names)}
+        return {p: float(c) for p, c in zip(names, sbc.coverage(level), strict=True)}
 
     facts = {
         "time_s": {"npe": time.perf_counter() - t0},

@@ -240,6 +240,17 @@ class SBCResult:
             self._pvalues = stats.chi2.sf(chi2, df=self.bins - 1)
         return self._pvalues
 
+    def coverage(self, level: float) -> np.ndarray:
+        """`(d,)`: the fraction of simulations whose truth is in the central `level` interval.
+
+        A truth is inside when its normalised rank is in `[(1 - level) / 2, (1 + level) / 2]`;
+        the fraction is about `level` when calibrated, below it when posteriors are too narrow.
+        """
+        if not 0.0 < float(level) < 1.0:
+            raise ValueError(f"level: expected a number in (0, 1), got {level!r}.")
+        u = self.ranks / self.n_draws
+        return np.mean(np.abs(u - 0.5) <= float(level) / 2, axis=0)
+
     def passed(self, alpha: float = 0.01) -> bool:
         """Whether every parameter's p-value exceeds `alpha / d` (Bonferroni over parameters).
 

@@ -129,6 +129,22 @@ def test_sbc_miscalibrated_posterior_fails(conjugate, kind):
     assert np.all(res.pvalues < 1e-4)
 
 
+def test_sbc_coverage_of_central_intervals(conjugate):
+    """Exact posteriors cover at the nominal rate (binomial sd 0.013-0.022 for 500
+    simulations); intervals half as wide as they should be cover P(|Z| < z_l / 2)."""
+    from scipy.stats import norm
+
+    exact = sbc(conjugate["exact"], conjugate["theta"])
+    over = sbc(conjugate["over"], conjugate["theta"])
+    for level in (0.5, 0.9):
+        assert exact.coverage(level).shape == (2,)
+        np.testing.assert_allclose(exact.coverage(level), level, atol=0.07)
+        expected = 2 * norm.cdf(norm.ppf(0.5 + level / 2) / 2) - 1  # 0.26, 0.59
+        np.testing.assert_allclose(over.coverage(level), expected, atol=0.07)
+    with pytest.raises(ValueError, match="level"):
+        exact.coverage(1.0)
+
+
 # ---------------------------------------------------------------------------- TARP
 def test_tarp_hand_derived_1d():
     # Reference points fixed, no normalisation; f = fraction of draws closer to the reference
