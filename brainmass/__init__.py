@@ -9,6 +9,7 @@ res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions
 """
 
 from . import analysis as analysis
+from . import chunking as chunking
 from . import coupling as coupling
 from . import fitting as fitting
 from . import leadfield as leadfield
@@ -17,6 +18,7 @@ from . import models as models
 from . import monitors as monitors
 from . import noise as noise
 from . import objectives as objectives
+from . import progress as progress
 from . import solvers as solvers
 from . import tasks as tasks
 from . import training as training
@@ -33,6 +35,7 @@ from .fitting import Unbounded as Unbounded
 from .models.horn import HORNSeqNetwork as HORNSeqNetwork
 from .network import Network as Network
 from .simulator import ParameterInfo as ParameterInfo
+from .simulator import ParameterSpec as ParameterSpec
 from .simulator import Result as Result
 from .simulator import Simulator as Simulator
 from .training import NeuralMassSeqNetwork as NeuralMassSeqNetwork
@@ -46,15 +49,21 @@ __all__ = [
     "Connectome",
     "FitResult",
     "Fitter",
+    "HORNSeqNetwork",
     "Network",
+    "NeuralMassSeqNetwork",
     "ParameterInfo",
+    "ParameterSpec",
     "Positive",
     "Result",
     "SimulationError",
     "Simulator",
     "SweepResult",
+    "TrainResult",
+    "Trainer",
     "Unbounded",
     "analysis",
+    "chunking",
     "coupling",
     "fitting",
     "leadfield",
@@ -63,7 +72,10 @@ __all__ = [
     "monitors",
     "noise",
     "objectives",
+    "progress",
     "solvers",
     "sweep",
+    "tasks",
+    "training",
     "units",
 ]

@@ -1,15 +1,28 @@
-"""The `brainmass` command line: `brainmass demo` and `brainmass simulate` (or `python -m`).
-
-`brainmass demo` (the main job) infers the three hidden parameters of a bundled default
-subject, a noise-driven Ornstein-Uhlenbeck network, twice: by MAP and NUTS on the exact
-(Kalman) likelihood of its series, and by amortized neural posterior estimation; it prints
-both posteriors beside the truth, a posterior predictive check and the calibration of
-both routes, and writes a results folder (see `brainmass._demo`).
+"""The `brainmass` command line: `brainmass simulate`, `brainmass demo` (or `python -m`).
 
 `brainmass simulate` runs the bundled default network, a Hopf (Stuart-Landau)
 oscillator on every region of the synthetic 68-region connectome, coupled
 linearly with conduction delays and driven by noise; it prints a short summary
 and writes a figure (activity traces, functional connectivity, power spectrum).
+
+Other subcommands come from installed packages, so that brainmass never imports the
+packages built on it. A package registers a subcommand as an entry point in the group
+`brainmass.commands` (pyproject.toml):
+
+    [project.entry-points."brainmass.commands"]
+    demo = "inference.demo:register"
+
+The entry point's name is the subcommand; its object is a function
+`register(subparsers) -> handler` that adds one parser of that name to `subparsers` (the
+`argparse` subparsers of the `brainmass` command) and returns
+`handler(args, parser) -> int`, called with the parsed arguments and the top-level parser
+and returning the exit code. A subcommand whose package cannot be imported stays listed,
+and running it says why it is unavailable (exit code 2).
+
+`brainmass demo`, registered by the `inference` package of this distribution, infers the
+three hidden parameters of a bundled default subject, a noise-driven Ornstein-Uhlenbeck
+network, by MAP and NUTS on the exact (Kalman) likelihood and by amortized neural posterior
+estimation, and writes a results folder (see `inference.demo`).
 """
 
 from __future__ import annotations
@@ -20,10 +33,11 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS_GROUP"]
 
 # The default network, chosen so that its activity is worth looking at.
 # The synthetic connectome is max-normalised, with spectral radius rho(W) ~ 1.35
@@ -55,7 +69,7 @@ DEFAULT_OUT = "brainmass-simulate.png"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of the `brainmass` command (subcommands: `simulate`, `demo`)."""
+    """The argument parser of the `brainmass` command: `simulate` and the registered commands."""
     parser = argparse.ArgumentParser(
         prog="brainmass",
         description="Differentiable whole-brain modelling in JAX.",
@@ -99,72 +113,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sim.set_defaults(handler=_simulate)
 
-    from ._demo import DEMO_TIME, N_REGIONS, PERIOD, SETTINGS
-
-    full, quick = SETTINGS["full"], SETTINGS["quick"]
-    demo = sub.add_parser(
-        "demo",
-        help="infer the default subject's three parameters by NUTS and by amortized NPE",
-        description=(
-            "The bundled default subject: an Ornstein-Uhlenbeck network on the synthetic "
-            f"{N_REGIONS}-region connectome, driven by noise and recorded every {PERIOD:g} ms "
-            f"({full['n_samples'] * PERIOD / 1000:g} s of data), with three hidden "
-            "parameters: the global coupling G, the regional decay rate lam and the noise "
-            "level sigma. Fits them by MAP, then NUTS "
-            f"({full['num_chains']} chains) on the exact Kalman-filter likelihood of the "
-            "series (inference.likelihoods.StateSpace), checks the fit by posterior predictive "
-            "simulation, and fits them again by a neural posterior estimator trained on "
-            f"{full['bank']:,} simulations, whose calibration is measured on "
-            f"{full['sbc']} held-out simulations (SBC, TARP); the calibration of the exact "
-            "route is read from benchmarks/calibration_results.json when present. Prints "
-            "every parameter's posterior beside the truth and writes a results folder "
-            "(report.md, netCDF posteriors, plots, the trained estimator, the simulation "
-            f"bank, which a rerun resumes). {DEMO_TIME['full']} on 2 idle CPU cores, JAX "
-            f"compilation included (longer on a busy machine); --quick "
-            f"({quick['n_samples'] * PERIOD / 1000:g} s of "
-            f"data, {quick['num_chains']} shorter chains, {quick['bank']:,} simulations) "
-            f"{DEMO_TIME['quick']}."
-        ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    demo.add_argument("--out", type=Path, default=Path("brainmass-demo"), help="results folder")
-    demo.add_argument(
-        "--seed", type=int, default=0, help="seed of the subject's noise, a non-negative integer"
-    )
-    demo.add_argument("--quick", action="store_true", help="the smaller preset (see above)")
-    demo.add_argument(
-        "--no-npe", action="store_true", help="skip the amortized path (NPE and its calibration)"
-    )
-    demo.set_defaults(handler=_demo)
+    _add_registered_commands(sub)
     return parser
 
 
-def _demo(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    from ._demo import run_demo
+COMMANDS_GROUP = "brainmass.commands"
+# subcommands that this distribution's other package provides: named even when missing
+_EXPECTED = {"demo": "inference"}
 
-    if args.seed < 0:
-        parser.error(f"demo --seed: expected a non-negative integer, got {args.seed}")
-    if args.out.exists() and not args.out.is_dir():
-        print(f"brainmass demo: --out {args.out} is a file, not a folder", file=sys.stderr)
+
+def _entry_points() -> list[Any]:
+    """The installed `brainmass.commands` entry points, by name (not loaded)."""
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=COMMANDS_GROUP), key=lambda ep: ep.name)
+
+
+def _add_registered_commands(sub: Any) -> None:
+    """Add the subcommands of the installed `brainmass.commands` entry points to `sub`."""
+    for ep in _entry_points():
+        if ep.name in sub.choices:
+            continue  # the first registration of a name wins
+        try:
+            handler = ep.load()(sub)
+        except Exception as err:  # noqa: BLE001 - a broken package must not break `simulate`
+            _add_unavailable(
+                sub, ep.name, f"{ep.value} failed to load ({type(err).__name__}: {err})"
+            )
+            continue
+        if ep.name not in sub.choices or not callable(handler):
+            _add_unavailable(
+                sub, ep.name, f"{ep.value} did not add a '{ep.name}' parser and return a handler"
+            )
+            continue
+        sub.choices[ep.name].set_defaults(handler=handler)
+    for name in _EXPECTED:
+        if name not in sub.choices:
+            _add_unavailable(sub, name, "no installed package registers it")
+
+
+def _add_unavailable(sub: Any, name: str, reason: str) -> None:
+    """A subcommand that says why it cannot run (its arguments are accepted and ignored)."""
+    if name in _EXPECTED:
+        reason += (
+            f"; it comes with the `{_EXPECTED[name]}` package of the brainmass distribution: "
+            "pip install brainmass (pip install -e . in a source checkout) installs both"
+        )
+
+    def handler(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+        print(f"brainmass {name}: unavailable: {reason}.", file=sys.stderr)
         return 2
-    start = time.perf_counter()
-    try:
-        run_demo(args.out, quick=args.quick, seed=args.seed, npe=not args.no_npe)
-    except OSError as err:
-        print(f"brainmass demo: cannot write {args.out}: {err}", file=sys.stderr)
-        return 2
-    print(f"brainmass demo: done in {time.perf_counter() - start:.0f} s")
-    return 0
+
+    stub = sub.choices.get(name)  # a registration that failed half-way left its parser
+    if stub is None:
+        stub = sub.add_parser(
+            name, help=f"(unavailable: {reason})", description=f"Unavailable: {reason}."
+        )
+    stub.set_defaults(handler=handler, accepts_extra=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the `brainmass` command with `argv` (default `sys.argv[1:]`); returns the exit code.
 
     Exit codes: 0 on success, 1 when the simulation blew up (`SimulationError`),
-    2 for invalid arguments or input files.
+    2 for invalid arguments or input files, or a subcommand that is unavailable.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "accepts_extra", False):
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     return args.handler(args, parser)
 
 

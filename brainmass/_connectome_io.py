@@ -14,15 +14,22 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .storage import atomic_write
+
 if TYPE_CHECKING:
     from .connectome import Connectome
 
 __all__ = ["read_arrays", "write_npz"]
 
-# A TVB connectivity zip member is read whole into memory; refuse anything larger
-# than this (a 2000-region matrix as text is ~100 MB), so a hostile archive cannot
-# exhaust memory.
-_MAX_MEMBER_BYTES = 512 * 2**20
+# A TVB connectivity zip member is read whole into memory, so its declared size is
+# checked first. `centres.txt` (one short line per region) may have 16 MiB; a matrix
+# then at most `_BYTES_PER_ENTRY` bytes of text per entry of an n x n matrix, n from
+# `centres.txt` (a full-precision float and its separator need 25), and at least
+# 64 KiB. A hostile archive (a 65 KB zip of one 64 MB line) is refused before any of
+# it is decompressed or parsed.
+_MAX_CENTRES_BYTES = 16 * 2**20
+_BYTES_PER_ENTRY = 64
+_MIN_MATRIX_BYTES = 64 * 2**10
 
 _TVB_WEIGHTS = "weights.txt"
 _TVB_TRACTS = "tract_lengths.txt"
@@ -67,9 +74,7 @@ def write_npz(connectome: Connectome, path: str | os.PathLike) -> Path:
     }
     if connectome.centres is not None:
         arrays["centres"] = np.asarray(connectome.centres)
-    with open(path, "wb") as f:
-        np.savez(f, **arrays)
-    return path
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
 
 
 # ---------------------------------------------------------------- TVB zip
@@ -83,10 +88,17 @@ def _read_tvb_zip(path: Path) -> dict[str, Any]:
     except (zipfile.BadZipFile, OSError) as err:
         raise ValueError(f"{source}: not a readable zip archive ({err}).") from err
     with archive:
-        weights = _parse_matrix(_read_member(archive, source, _TVB_WEIGHTS), source, _TVB_WEIGHTS)
-        tracts = _parse_matrix(_read_member(archive, source, _TVB_TRACTS), source, _TVB_TRACTS)
         labels, centres = _parse_centres(
-            _read_member(archive, source, _TVB_CENTRES), source, _TVB_CENTRES
+            _read_member(archive, source, _TVB_CENTRES, _MAX_CENTRES_BYTES, "a centres file"),
+            source,
+            _TVB_CENTRES,
+        )
+        n = len(labels)
+        limit = max(_MIN_MATRIX_BYTES, _BYTES_PER_ENTRY * n**2)
+        what = f"the text of a {n} x {n} matrix ({n} regions in '{_TVB_CENTRES}')"
+        weights, tracts = (
+            _parse_matrix(_read_member(archive, source, member, limit, what), source, member)
+            for member in (_TVB_WEIGHTS, _TVB_TRACTS)
         )
     n = weights.shape[0]
     if tracts.shape != weights.shape:
@@ -102,8 +114,13 @@ def _read_tvb_zip(path: Path) -> dict[str, Any]:
     return {"weights": weights, "tract_lengths": tracts, "labels": labels, "centres": centres}
 
 
-def _read_member(archive: zipfile.ZipFile, source: str, member: str) -> str:
-    """Read the one archive member whose base name is `member` into memory, as text."""
+def _read_member(
+    archive: zipfile.ZipFile, source: str, member: str, max_bytes: int, what: str
+) -> str:
+    """Read the one archive member whose base name is `member` into memory, as text.
+
+    A member declaring more than `max_bytes` (uncompressed) is refused unread.
+    """
     matches = [
         info
         for info in archive.infolist()
@@ -117,10 +134,11 @@ def _read_member(archive: zipfile.ZipFile, source: str, member: str) -> str:
             f"{source}: member '{member}' is ambiguous, found {len(matches)}: {names}."
         )
     info = matches[0]
-    if info.file_size > _MAX_MEMBER_BYTES:
+    if info.file_size > max_bytes:
         raise ValueError(
             f"{source}: member '{member}' is {info.file_size} bytes, more than the "
-            f"{_MAX_MEMBER_BYTES} bytes a connectivity file may have."
+            f"{max_bytes} bytes allowed for {what}; the archive is damaged or not a "
+            "connectivity file."
         )
     try:
         data = archive.read(info)

@@ -23,6 +23,12 @@ When delays are traced (the speed or the tract lengths are free parameters of
 `Simulator.function`), the plan is sized from the values at hand with room to
 spare (block at most half the smallest delay, buffer twice the largest), and
 delays are clipped into that range.
+
+The ring buffer holds `n_regions x 2 length x n_features` values (it is stored
+twice over so that a block's read never wraps). Its size is checked against a
+limit (`Simulator(max_buffer_gib=8)`) when the plan is made, before anything is
+allocated: a speed in the wrong unit (1e-6 m/s) or a tiny `dt` would otherwise
+ask for tens of GB when the simulation starts.
 """
 
 from __future__ import annotations
@@ -35,7 +41,15 @@ import numpy as np
 
 from ._custom_types import Float, Int
 
-__all__ = ["DelayPlan", "plan_delays", "DelayIndex", "DelayWeights", "delay_index", "delay_weights"]
+__all__ = [
+    "DelayPlan",
+    "plan_delays",
+    "buffer_bytes",
+    "DelayIndex",
+    "DelayWeights",
+    "delay_index",
+    "delay_weights",
+]
 
 
 class DelayPlan(NamedTuple):
@@ -91,6 +105,7 @@ def plan_delays(
     traced_delays: bool = False,
     traced_weights: bool = False,
     max_block: int = 64,
+    max_buffer_gib: float | None = None,
 ) -> DelayPlan:
     """Size the block and the ring buffer from concrete delays.
 
@@ -103,6 +118,10 @@ def plan_delays(
     - `traced_delays`, `traced_weights`: whether the speed / tract lengths, or
       the weights, will be traced parameters (headroom and all edges).
     - `max_block`: the largest block size considered.
+    - `max_buffer_gib`: the largest ring buffer allowed, in GiB (None: no limit).
+
+    **Raises:** `ValueError` when the ring buffer would need more than
+    `max_buffer_gib` GiB, naming the size, the speed, the longest tract and `dt`.
     """
     if not network.has_delays:
         k = _block_size(period_steps, period_steps, n_steps, max_block)
@@ -140,6 +159,7 @@ def plan_delays(
         block = _block_size(lo, period_steps, n_steps, max_block)
         hi = 2 * max(oldest, 1) + 1
         length = _round_up(hi + block + 2, block)
+        _check_buffer_size(network, dt, steps, mask, length, max_buffer_gib, traced=True)
         return DelayPlan(block, length, block, hi, False, True, sources)
     if oldest < 1:
         # every weighted edge rounds to zero: a delay-free network in effect
@@ -147,7 +167,45 @@ def plan_delays(
         return DelayPlan(k, 0, 0, 0, True, False)
     block = _block_size(int(newest.min()), period_steps, n_steps, max_block)
     length = _round_up(oldest + block + 2, block)
+    _check_buffer_size(network, dt, steps, mask, length, max_buffer_gib, traced=False)
     return DelayPlan(block, length, 1, oldest, bool(zero.any()), False, sources)
+
+
+def buffer_bytes(network, length: int) -> int:
+    """Bytes of the ring buffer of one simulation: `n_regions x 2 length x n_features` floats."""
+    itemsize = jnp.dtype(jnp.result_type(float)).itemsize
+    return network.n_regions * 2 * int(length) * network.n_features * itemsize
+
+
+def _check_buffer_size(
+    network,
+    dt: float,
+    steps: np.ndarray,
+    mask: np.ndarray,
+    length: int,
+    max_buffer_gib: float | None,
+    *,
+    traced: bool,
+) -> None:
+    """Refuse a ring buffer above `max_buffer_gib` GiB, before it is allocated."""
+    if max_buffer_gib is None:
+        return
+    size = buffer_bytes(network, length)
+    if size <= max_buffer_gib * 2**30:
+        return
+    edge = np.unravel_index(int(np.argmax(np.where(mask, steps, -np.inf))), steps.shape)
+    tract = float(np.asarray(network.connectome.tract_lengths)[edge])
+    speed = float(np.asarray(network.speed))
+    room = " (twice the longest delay: room for traced delays)" if traced else ""
+    raise ValueError(
+        f"delay buffer: {size / 2**30:.4g} GiB would be needed, more than max_buffer_gib = "
+        f"{max_buffer_gib:g} GiB. The longest weighted delay, {tract:.4g} mm / {speed:.4g} m/s "
+        f"(tract length / speed) = {tract / speed:.4g} ms, is {steps[edge]:.4g} steps of dt = "
+        f"{dt:g} ms, and the ring buffer keeps {network.n_regions} regions x 2 x {length} "
+        f"steps{room} x {network.n_features} coupling feature(s). Check the speed (m/s, "
+        "which is mm/ms: 1-10 m/s is typical) and the tract lengths (mm), use a larger dt, "
+        "or allow a bigger buffer with Simulator(max_buffer_gib=...)."
+    )
 
 
 def _round_up(value: int, multiple: int) -> int:

@@ -307,7 +307,7 @@ def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
                 lambda c, b: block(c, (t0[b], None if xi is None else xi[b])),
                 (x, eta, buf),
                 g_b,
-                checkpoint=sim.checkpoint,
+                checkpoint=sim.remat,
                 single_level=0,
             )
         obs = obs.reshape(g_s, P, B, n)
@@ -347,7 +347,7 @@ def simulate_fixed_step(sim, key, plan: DelayPlan, lanes: Lanes | None = None):
 
     mstate0 = per_lane(lambda s, _: s.monitor.init(n, dtype), 0)(dsim, jnp.arange(B))
     (x_end, _, _, _), samples = checkpointed_scan(
-        group_body, (x0, eta0, buf0, mstate0), n_groups, checkpoint=sim.checkpoint
+        group_body, (x0, eta0, buf0, mstate0), n_groups, checkpoint=sim.remat
     )
     samples = samples.reshape(n_groups * g_s, B, -1).transpose(1, 0, 2)
     if lanes is None:

@@ -24,16 +24,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._params import check_domain
-from ._progress import progress_bar
 from ._sweep_result import SweepResult, _dataset
-from ._sweep_store import _Checkpoint, _digest
+from ._sweep_store import _Checkpoint
+from .chunking import auto_chunk_size, compiled_bytes
+from .progress import progress_bar
 from .simulator import Simulator
+from .storage import digest as _digest
 from .units import to_canonical
 
 __all__ = ["sweep", "SweepResult"]
 
-# Default chunk memory budget: this fraction of the free memory (see `_available_memory`).
-MEMORY_FRACTION = 0.5
 # Warn when the kept per-point results of a sweep would take more than this many bytes.
 LARGE_RESULT_BYTES = 2**30
 _RESERVED = ("objective", "failed", "time", "region", "channel")
@@ -49,8 +49,7 @@ def _grid_values(sim: Simulator, grid: Mapping[str, Any]) -> dict[str, np.ndarra
             f"{{'coupling.G': [0.1, 0.2]}}, got {grid!r}."
         )
     paths = [str(p) for p in grid]
-    sim._check_paths(paths)  # the simulator's own unknown-path error
-    specs = sim._specs()
+    specs = {path: sim.spec(path) for path in paths}  # the simulator's unknown-path error
     out = {}
     for path in paths:
         if path.startswith("connectome."):
@@ -73,51 +72,6 @@ def _grid_values(sim: Simulator, grid: Mapping[str, Any]) -> dict[str, np.ndarra
         check_domain(array, specs[path].domain, f"grid[{path!r}]")
         out[path] = array
     return out
-
-
-def _available_memory() -> int:
-    """Free memory in bytes: the default device's free memory on an accelerator, else host RAM.
-
-    Host RAM is psutil's `available` if psutil is installed, else `MemAvailable`
-    from /proc/meminfo, else 4 GiB.
-    """
-    device = jax.devices()[0]
-    if device.platform != "cpu":
-        stats = device.memory_stats() or {}
-        if "bytes_limit" in stats:
-            return int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))
-    try:
-        import psutil
-
-        return int(psutil.virtual_memory().available)
-    except ImportError:
-        pass
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 4 * 2**30
-
-
-def _compiled_bytes(compiled) -> int | None:
-    """Arguments + outputs + temporaries of a compiled computation, in bytes."""
-    try:
-        stats = compiled.memory_analysis()
-    except Exception:  # noqa: BLE001 - not every backend reports memory
-        return None
-    if isinstance(stats, (list, tuple)):
-        stats = stats[0] if stats else None
-    if stats is None:
-        return None
-    return int(
-        stats.argument_size_in_bytes
-        + stats.output_size_in_bytes
-        + stats.temp_size_in_bytes
-        - stats.alias_size_in_bytes
-    )
 
 
 def _name(fn: Any) -> str | None:
@@ -174,37 +128,8 @@ def _fingerprint(sim, values, objective, statistic, target, key, key_per_point) 
         "statistic": f"{_name(statistic)}:{_digest(statistic)}",
         "target": _digest(target),
         "key": f"{_digest(key)}:{'per_point' if key_per_point else 'common'}",
-        "simulator": _digest(sim),
+        **sim.fingerprint(),  # dt, duration, solver, monitor, network, ... by name
     }
-
-
-def _auto_chunk_size(compile_for: Callable, n_points: int, memory_limit: float | None):
-    """The chunk size that fits `memory_limit`, from the compiled memory of a 2-point chunk.
-
-    **Returns:** `(chunk_size, bytes per point, memory_limit, compiled, out_info)`;
-    the compiled chunk is returned when its size is the chosen one, else None.
-    """
-    probe = min(2, n_points)
-    compiled, out_info = compile_for(probe)
-    probe_bytes = _compiled_bytes(compiled)
-    if memory_limit is None:
-        kept = sum(math.prod(s.shape[1:]) * s.dtype.itemsize for s in out_info.values())
-        on_host = jax.devices()[0].platform == "cpu"  # results share the host memory
-        memory_limit = MEMORY_FRACTION * _available_memory() - on_host * n_points * kept
-    if probe_bytes is None:  # no memory report on this backend
-        chunk_size, per_point = min(n_points, 256), None
-    else:
-        per_point = probe_bytes / probe
-        chunk_size = int(min(n_points, max(1, memory_limit // per_point)))
-        if memory_limit < per_point:
-            warnings.warn(
-                f"memory_limit: one simulation needs about {per_point / 2**20:.3g} MiB, more "
-                f"than the {memory_limit / 2**20:.3g} MiB allowed; running one point at a time.",
-                stacklevel=3,
-            )
-    if chunk_size != probe:
-        compiled = out_info = None
-    return chunk_size, per_point, memory_limit, compiled, out_info
 
 
 # ------------------------------------------------------------------ sweep
@@ -221,7 +146,7 @@ def sweep(
     chunk_size: int | None = None,
     memory_limit: int | None = None,
     progress: bool = True,
-    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
     resume: bool = True,
     key_per_point: bool = False,
 ) -> SweepResult:
@@ -259,12 +184,12 @@ def sweep(
       `memory_limit` and the compiled memory of a 2-point chunk
       (`memory_analysis()` of the compiled computation, divided by 2: an upper
       bound on the memory per point).
-    - `memory_limit`: bytes one chunk may use. Default: `MEMORY_FRACTION` (half)
+    - `memory_limit`: bytes one chunk may use. Default: `chunking.MEMORY_FRACTION` (half)
       of the free memory, which is the device's free memory on an accelerator
       and the available host RAM on CPU (psutil if installed, else
       /proc/meminfo), less the memory of the kept results.
     - `progress`: show a tqdm progress bar (and resume messages) on stderr.
-    - `checkpoint_path`: a `.npz` file, or a directory (one file per chunk),
+    - `checkpoint`: a `.npz` file, or a directory (one file per chunk),
       written after every chunk (atomically), with a fingerprint of the sweep
       (grid, paths, chunk size, objective/statistic/target, key, simulator).
     - `resume`: with an existing checkpoint of the same sweep, skip its
@@ -365,7 +290,7 @@ def sweep(
         return lowered.compile(), lowered.out_info
 
     fingerprint = _fingerprint(sim, values, objective, statistic, target, key, key_per_point)
-    checkpoint = None if checkpoint_path is None else _Checkpoint(checkpoint_path)
+    checkpoint = None if checkpoint is None else _Checkpoint(checkpoint)
     meta, chunks_done = {}, {}
     if checkpoint is not None:
         meta, chunks_done = checkpoint.resume(fingerprint, chunk_size, resume)
@@ -374,27 +299,27 @@ def sweep(
     compiled = out_info = None
     per_point = None
     if chunk_size is None:
-        chunk_size, per_point, memory_limit, compiled, out_info = _auto_chunk_size(
+        chunk_size, per_point, memory_limit, compiled, out_info = auto_chunk_size(
             compile_for, n_points, memory_limit
         )
     n_chunks = -(-n_points // chunk_size)
     todo = [c for c in range(n_chunks) if c not in chunks_done]
     if todo and compiled is None:
         compiled, out_info = compile_for(chunk_size)
-        used = _compiled_bytes(compiled)
+        used = compiled_bytes(compiled)
         if per_point is not None and used is not None and used > memory_limit and chunk_size > 1:
             # memory grew faster than linearly in the chunk size: shrink once
             chunk_size = max(1, int(chunk_size * memory_limit / used))
             n_chunks = -(-n_points // chunk_size)
             todo = list(range(n_chunks))
             compiled, out_info = compile_for(chunk_size)
-    chunk_memory = None if compiled is None else _compiled_bytes(compiled)
+    chunk_memory = None if compiled is None else compiled_bytes(compiled)
 
     if out_info is not None:
         names = list(order)
         if chunks_done and names != list(meta["names"]):
             raise ValueError(
-                f"checkpoint_path: {checkpoint.path} holds the variables {meta['names']}, this "
+                f"checkpoint: {checkpoint.path} holds the variables {meta['names']}, this "
                 f"sweep makes {names}; pass resume=False to start over."
             )
         arrays = {

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .storage import atomic_path
 from .units import format_unit
 
 __all__ = ["SweepResult"]
@@ -133,9 +135,15 @@ class SweepResult:
             ax.set_ylabel(label(ydim))
         return ax
 
-    def to_netcdf(self, path: str | os.PathLike) -> None:
-        """Write `data` to a netCDF file (h5netcdf engine)."""
-        self.data.to_netcdf(path, engine="h5netcdf")
+    def to_netcdf(self, path: str | os.PathLike) -> Path:
+        """Write `data` to a netCDF file (h5netcdf engine); returns the path.
+
+        The write is atomic (`brainmass.storage.atomic_path`): an interrupted write
+        leaves the previous file. Read it back with `xarray.open_dataset(path)`.
+        """
+        with atomic_path(path) as tmp:
+            self.data.to_netcdf(tmp, engine="h5netcdf")
+        return Path(path)
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{p}: {n}" for p, n in self.data.sizes.items() if p in self.paths)

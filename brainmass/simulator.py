@@ -26,7 +26,7 @@ from .network import Network
 from .solvers import AbstractSolver, Diffrax, default_solver
 from .units import MM, MS, SPEED, format_unit, to_canonical, to_float
 
-__all__ = ["Simulator", "Result", "ParameterInfo"]
+__all__ = ["Simulator", "Result", "ParameterInfo", "ParameterSpec"]
 
 
 class ParameterInfo(NamedTuple):
@@ -37,6 +37,28 @@ class ParameterInfo(NamedTuple):
     unit: str
     domain: str
     doc: str
+
+
+class ParameterSpec(NamedTuple):
+    """What one parameter path of a simulator is (`Simulator.spec(path)`).
+
+    - `path`: the dotted path, e.g. `"coupling.G"`.
+    - `value`: its current value, a plain array in the canonical unit.
+    - `unit`: the canonical unit as a brainunit unit (values given as quantities are
+      converted to it; plain numbers are read in it), or None when dimensionless.
+    - `domain`: the admissible values: `"real"`, `"positive"`, `"nonnegative"` or
+      `"unit_interval"`.
+    - `doc`: one line saying what the parameter is.
+    - `shape`: the shape of the current value: `()` for one shared value, `(n_regions,)`
+      for one value per region, `(n_regions, n_regions)` for the connectome matrices.
+    """
+
+    path: str
+    value: Any
+    unit: Any
+    domain: str
+    doc: str
+    shape: tuple[int, ...]
 
 
 class _Spec(NamedTuple):
@@ -192,6 +214,25 @@ def _check_key(key: Any, name: str = "key") -> Any:
     raise ValueError(f"{name}: expected a jax.random key (jax.random.key(seed)); {hint}.")
 
 
+def _delays_in_domain(theta: Mapping[str, Any]) -> Any:
+    """A boolean scalar: the traced speed (> 0) and tract lengths (>= 0) are finite and in range.
+
+    Under tracing the delay tables clip delays into the planned buffer, so a speed of 0 or
+    below would give plausible-looking but meaningless delays; `_run_core` turns such a run
+    into a failed one (NaN signal, `ok` False) instead. None when neither is in `theta`.
+    """
+    checks = []
+    if "network.speed" in theta:
+        speed = theta["network.speed"]
+        checks.append(jnp.all(jnp.isfinite(speed) & (speed > 0)))
+    if "connectome.tract_lengths" in theta:
+        lengths = theta["connectome.tract_lengths"]
+        checks.append(jnp.all(jnp.isfinite(lengths) & (lengths >= 0)))
+    if not checks:
+        return None
+    return jnp.all(jnp.stack(checks))
+
+
 @eqx.filter_jit
 def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     if theta:
@@ -207,6 +248,10 @@ def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     time, signal = sim.monitor.finalize(sim.time, samples)
     skip = sim.transient_samples
     time, signal = time[skip:], signal[skip:]
+    valid = _delays_in_domain(theta)
+    if valid is not None:
+        signal = jnp.where(valid, signal, jnp.nan)
+        final_state = jnp.where(valid, final_state, jnp.nan)
     ok = solve_ok & jnp.all(jnp.isfinite(signal)) & jnp.all(jnp.isfinite(final_state))
     labels = sim.monitor.channels(sim.network)
     return Result(time=time, signal=signal, final_state=final_state, ok=ok, labels=labels)
@@ -234,10 +279,19 @@ class Simulator(eqx.Module):
     - `solver`: a fixed-step solver from `brainmass.solvers`, or
       `solvers.Diffrax(...)` for delay-free deterministic networks. Default
       `StochasticHeun()` for noisy networks, `Heun()` otherwise.
-    - `checkpoint`: checkpoint chunks of steps so that gradients through long
-      runs use memory of order the square root of the number of steps
-      (default True; forward runs are unaffected).
+    - `remat`: rematerialise (`jax.checkpoint`) chunks of steps so that gradients
+      through long runs use memory of order the square root of the number of
+      steps (default True; forward runs are unaffected). Named `remat`, not
+      `checkpoint`: across brainmass `checkpoint=` is a resumable file.
     - `max_block`: the most steps that share one read of the delay buffer.
+    - `max_buffer_gib`: the largest delay ring buffer allowed, in GiB (default
+      8). The buffer holds the coupling features of the last (twice the longest
+      delay in steps) steps, `n_regions x 2 L x n_features` values per
+      simulation (a vmapped batch of B lanes needs B times as much); a buffer
+      above the limit (a speed in the wrong unit, such as 1e-6 m/s, or a tiny
+      `dt` with long tracts) is refused when the simulator is built, before
+      anything is allocated, with a ValueError naming the size, the speed, the
+      longest tract and `dt`. Raise the limit for a machine with the memory.
     - `batching`: how `jax.vmap` batches a delayed network. `"lanes"` (default):
       a batch runs as one simulation with the batch on the last axis of the
       delay buffer (no batching penalty on CPU; `jax.grad` and
@@ -256,8 +310,9 @@ class Simulator(eqx.Module):
     history: Any
     dt: float = eqx.field(static=True)
     duration: float = eqx.field(static=True)
-    checkpoint: bool = eqx.field(static=True)
+    remat: bool = eqx.field(static=True)
     max_block: int = eqx.field(static=True)
+    max_buffer_gib: float = eqx.field(static=True)
     batching: str = eqx.field(static=True)
     plan: DelayPlan = eqx.field(static=True)
 
@@ -270,9 +325,10 @@ class Simulator(eqx.Module):
         init: Any = None,
         history: Any = None,
         solver: AbstractSolver | Diffrax | None = None,
-        checkpoint: bool = True,
+        remat: bool = True,
         max_block: int = 64,
         batching: str = "lanes",
+        max_buffer_gib: float = 8.0,
     ):
         if not isinstance(network, Network):
             raise ValueError(f"network: expected a brainmass.Network, got {network!r}.")
@@ -318,8 +374,14 @@ class Simulator(eqx.Module):
         self.monitor = monitor
         self.dt = dt
         self.duration = duration
-        self.checkpoint = bool(checkpoint)
+        self.remat = bool(remat)
         self.max_block = int(max_block)
+        if not (isinstance(max_buffer_gib, (int, float)) and 0 < max_buffer_gib < math.inf):
+            raise ValueError(
+                f"max_buffer_gib: expected the largest delay buffer in GiB, a number > 0, got "
+                f"{max_buffer_gib!r}."
+            )
+        self.max_buffer_gib = float(max_buffer_gib)
         if batching not in ("lanes", "vmap"):
             raise ValueError(f"batching: expected 'lanes' or 'vmap', got {batching!r}.")
         self.batching = batching
@@ -399,6 +461,16 @@ class Simulator(eqx.Module):
         """Sample times in ms, `(n_samples,)`: `period, 2 period, ...`."""
         return self.period * jnp.arange(1, self.n_samples + 1)
 
+    @property
+    def signal_shape(self) -> tuple[int, int]:
+        """The shape of `run(key).signal`, `(n_samples - transient_samples, n_channels)`.
+
+        Computed from the settings, without simulating: `n_channels` is the monitor's
+        number of channels (one per region, or one per sensor for EEG and MEG).
+        """
+        n_channels = len(self.monitor.channels(self.network))
+        return (self.n_samples - self.transient_samples, n_channels)
+
     def history_state(self, value: Any) -> State:
         """A history value (dict or array) as an `(n_vars, n_regions)` array."""
         return _state_array(
@@ -447,6 +519,22 @@ class Simulator(eqx.Module):
             for path, s in self._specs().items()
         ]
 
+    def spec(self, path: str) -> ParameterSpec:
+        """What the parameter at a dotted `path` is: value, canonical unit, domain and shape.
+
+        **Arguments:**
+
+        - `path`: a dotted parameter path, one of the keys of `params()` (`"coupling.G"`,
+          `"model.a"`, `"network.speed"`, ...).
+
+        **Returns:** a `ParameterSpec` `(path, value, unit, domain, doc, shape)`.
+
+        **Raises:** `ValueError` for an unknown path, naming the closest known paths.
+        """
+        s = self._check_paths([path])[path]
+        value = self._get(s.attrs)
+        return ParameterSpec(path, value, s.unit, s.domain, s.doc, tuple(jnp.shape(value)))
+
     def params(self) -> dict[str, Any]:
         """Every parameter by dotted path (`"coupling.G"`, `"model.a"`, ...).
 
@@ -458,6 +546,32 @@ class Simulator(eqx.Module):
             value = self._get(s.attrs)
             out[path] = value if s.unit is None else value * s.unit
         return out
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change what `run` returns, by name (for saved files).
+
+        `dt` and `duration` (ms), the `solver` and the `monitor` (their type and
+        settings), the remaining structure (`network`: model, connectome, coupling,
+        delays, noise, with every parameter value; `init` and `history`) as digests,
+        and the memory-saving options (`remat`, `max_block`, `batching`), which
+        can change results in the last bits. `brainmass.storage.check_fingerprint`
+        names each setting that differs between a saved file and this simulator.
+        """
+        from .storage import digest
+
+        solver, monitor = self.solver, self.monitor
+        return {
+            "dt": self.dt,
+            "duration": self.duration,
+            "solver": f"{type(solver).__name__} digest:{digest(solver)}",
+            "monitor": f"{type(monitor).__name__} digest:{digest(monitor)}",
+            "network": self.network,
+            "init": self.init,
+            "history": self.history,
+            "remat": self.remat,
+            "max_block": self.max_block,
+            "batching": self.batching,
+        }
 
     def _check_paths(self, paths: Sequence[str]) -> dict[str, _Spec]:
         specs = self._specs()
@@ -547,6 +661,7 @@ class Simulator(eqx.Module):
             traced_delays=delays_traced,
             traced_weights=weights_traced,
             max_block=self.max_block,
+            max_buffer_gib=self.max_buffer_gib,
         )
 
     # ------------------------------------------------------------ running
@@ -572,6 +687,15 @@ class Simulator(eqx.Module):
         `theta` is a dict `{path: value}` with exactly `paths` as keys. The
         function is jit-compiled once per input structure and works under
         `jax.jit`, `jax.vmap` and `jax.grad`; new values do not retrace.
+
+        Concrete values are checked as in `with_params`: a value outside its
+        parameter's domain (a conduction speed of 0 or below, a negative time
+        constant, NaN) is a ValueError naming the path. Traced values cannot be
+        checked; a traced `network.speed` that is not > 0, or traced
+        `connectome.tract_lengths` below 0 (or NaN), make the run a failed
+        simulation: a NaN signal, and `Result.ok` False (an infinite loss in
+        the Fitter, a rejected point in NUTS). Other traced parameters outside
+        their domain are simulated as given.
 
         **Arguments:**
 
@@ -599,9 +723,11 @@ class Simulator(eqx.Module):
             specs = base._specs()
             dtype = jnp.result_type(float)
             # strongly typed values of one dtype: floats and arrays share one compilation
-            values = {
-                p: jnp.zeros((), dtype) + to_canonical(theta[p], specs[p].unit, p) for p in paths
-            }
+            values = {}
+            for p in paths:
+                value = to_canonical(theta[p], specs[p].unit, p)
+                check_domain(value, specs[p].domain, p)  # skipped for traced values
+                values[p] = jnp.zeros((), dtype) + value
             result = _run_core(base, values, key, plan)
             return result.signal if output == "signal" else result
 

@@ -6,7 +6,8 @@ NumPyro models built from a `brainmass.Simulator`, priors and a likelihood
 backends (`nuts`), neural posterior estimation on simulation banks with flowjax
 (`simulate_bank`, `NPE`, `summaries`) and learned likelihoods (`NLE`), calibration
 diagnostics (`diagnostics`: SBC, TARP, posterior predictive checks), and results as
-ArviZ DataTrees (`Posterior.to_arviz`).
+ArviZ DataTrees (`Posterior.to_arviz`). `inference.demo` is the `brainmass demo`
+command (registered as a `brainmass.commands` entry point; not imported here).
 
     import inference as inf
     bmodel = inf.BayesianModel(sim, {"coupling.G": dist.Uniform(0, 1)},

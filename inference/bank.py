@@ -5,9 +5,12 @@ parameter draws, and `x (n, *shape)`, the summary statistics of their simulation
 `simulate_bank` draws and simulates in vmapped chunks of one compiled size (chosen from
 the compiled memory of a small chunk unless given), drops the simulations that failed
 (non-finite output or summary; counted in `n_failed`), and with `path=` writes the bank
-after every chunk: an interrupted run loses at most the chunk in flight, and calling
+after every chunk (`brainmass.storage`: arrays and a JSON header, written atomically, safe
+with concurrent writers): an interrupted run loses at most the chunk in flight, and calling
 `simulate_bank` again with the same `path` continues it (with a larger `num_simulations`
-it grows the bank).
+it grows the bank). A bank is resumed only under the settings it was made with (its
+`fingerprint`: priors, simulator, summary, params, proposal, key); any other is refused
+naming what differs.
 
 Chunk `c` draws its parameters and noise from `jax.random.fold_in(key, c)`: the same
 key gives the same bank whatever the chunk size of a resumed run.
@@ -15,10 +18,10 @@ key gives the same bank whatever the chunk size of a resumed run.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 import time
+import types
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,8 +34,9 @@ import numpy as np
 from numpyro.distributions.transforms import biject_to
 
 import brainmass as bm
-from brainmass._progress import progress_bar
-from brainmass._sweep import _auto_chunk_size
+from brainmass import storage
+from brainmass.chunking import auto_chunk_size
+from brainmass.progress import progress_bar
 
 from ._checks import check_integers
 from .priors import Hierarchical, check_prior, check_priors, prior_token
@@ -159,6 +163,14 @@ class ParameterSpace:
         """A text identifying the layout and the priors (for fingerprints)."""
         return repr([(p, self.shapes[p], prior_token(d)) for p, d in self.priors.items()])
 
+    def fingerprint(self) -> str:
+        """The `"priors"` entry of a bank's `fingerprint`: a digest of `token()`.
+
+        Equal for equal priors in any process; compare it with
+        `bank.fingerprint["priors"]` to check a bank was drawn under these priors.
+        """
+        return f"digest:{storage.digest(self.token())}"
+
     def __repr__(self) -> str:
         layout = ", ".join(f"{p}{list(s)}" for p, s in self.shapes.items())
         return f"ParameterSpace({layout}, d={self.d})"
@@ -182,8 +194,7 @@ def _check_flat_prior(path, prior, domain, shapes) -> None:
 # ---------------------------------------------------------------------- summaries
 def signal_shape(sim: bm.Simulator) -> tuple[int, int]:
     """`(n_samples, n_channels)` of the signal `sim.run()` returns (the transient dropped)."""
-    n_ch = len(sim.monitor.channels(sim.network))
-    return (int(sim.n_samples) - int(sim.transient_samples), n_ch)
+    return sim.signal_shape
 
 
 class Identity:
@@ -267,7 +278,11 @@ class SimulationBank:
       `ParameterSpace`).
     - `n_failed`: simulations dropped because their output or summary was not finite.
     - `n_chunks`, `chunk_size`: chunks simulated so far and their size.
-    - `fingerprint`: a hash of the priors, summary and simulator the bank was made with.
+    - `fingerprint`: the settings the bank was made under, by name (JSON values, as
+      `brainmass.storage.describe` writes them): `"priors"` (`ParameterSpace.fingerprint`),
+      the simulator's (`dt`, `duration`, `solver`, `monitor`, `network`, ...: see
+      `Simulator.fingerprint`), `"summary"`, `"params"`, `"proposal"` and `"key"`. A bank
+      from `from_arrays` records only `"priors"` and `"summary": "given"`.
     - `info`: wall time, simulations per second, summary description.
     """
 
@@ -279,7 +294,7 @@ class SimulationBank:
     n_failed: int = 0
     n_chunks: int = 0
     chunk_size: int = 0
-    fingerprint: str = ""
+    fingerprint: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
@@ -306,7 +321,7 @@ class SimulationBank:
             paths=space.paths,
             shapes=dict(space.shapes),
             n_failed=int((~ok).sum()),
-            fingerprint=hashlib.sha256(space.token().encode()).hexdigest(),
+            fingerprint={"priors": space.fingerprint(), "summary": "given"},
             info={"summary": "given"},
         )
 
@@ -316,54 +331,94 @@ class SimulationBank:
         return len(self) + self.n_failed
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the bank to `path` (`.npz`), atomically (a temporary file, then a rename)."""
+        """Write the bank to `path` (`.npz` added if missing) through `brainmass.storage`.
+
+        Atomic and durable (a unique temporary file, fsync, rename): readers see the old
+        file or the new one, and concurrent writers of one path leave one valid file.
+        """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_suffix(".npz")
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            theta=self.theta,
-            x=self.x,
-            names=np.asarray(self.names, dtype=str),
-            paths=np.asarray(self.paths, dtype=str),
-            shapes=np.asarray([repr(self.shapes[p]) for p in self.paths], dtype=str),
-            counts=np.asarray([self.n_failed, self.n_chunks, self.chunk_size]),
-            fingerprint=np.asarray(self.fingerprint),
-            info=np.asarray(repr(self.info)),
+        header = {
+            "names": list(self.names),
+            "paths": list(self.paths),
+            "shapes": {p: list(self.shapes[p]) for p in self.paths},
+            "n_failed": int(self.n_failed),
+            "n_chunks": int(self.n_chunks),
+            "chunk_size": int(self.chunk_size),
+            "info": self.info,
+        }
+        return storage.save(
+            path,
+            _KIND,
+            {"theta": self.theta, "x": self.x},
+            fingerprint=self.fingerprint,
+            header=header,
         )
-        os.replace(tmp, path)
-        return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SimulationBank:
-        """Read a bank written by `save`."""
-        import ast
+        """Read a bank written by `save`.
 
-        with np.load(Path(path), allow_pickle=False) as f:
-            paths = tuple(str(p) for p in f["paths"])
-            shapes = {p: ast.literal_eval(str(s)) for p, s in zip(paths, f["shapes"], strict=True)}
-            n_failed, n_chunks, chunk_size = (int(v) for v in f["counts"])
-            return cls(
-                theta=np.asarray(f["theta"]),
-                x=np.asarray(f["x"]),
-                names=[str(n) for n in f["names"]],
+        **Raises:** `FileNotFoundError`; `brainmass.storage.StorageError` (a `ValueError`)
+        naming `path` for a damaged, truncated or foreign file.
+        """
+        return cls._from_record(storage.load(path, _KIND))
+
+    @classmethod
+    def _from_record(cls, record: storage.Record) -> SimulationBank:
+        h, a = record.header, record.arrays
+        try:
+            paths = tuple(str(p) for p in h["paths"])
+            bank = cls(
+                theta=np.asarray(a["theta"]),
+                x=np.asarray(a["x"]),
+                names=[str(n) for n in h["names"]],
                 paths=paths,
-                shapes=shapes,
-                n_failed=n_failed,
-                n_chunks=n_chunks,
-                chunk_size=chunk_size,
-                fingerprint=str(f["fingerprint"]),
-                info=ast.literal_eval(str(f["info"])),
+                shapes={p: tuple(int(n) for n in h["shapes"][p]) for p in paths},
+                n_failed=int(h["n_failed"]),
+                n_chunks=int(h["n_chunks"]),
+                chunk_size=int(h["chunk_size"]),
+                fingerprint=dict(h.get("fingerprint", {})),
+                info=dict(h.get("info", {})),
             )
+        except (KeyError, TypeError, ValueError) as err:
+            raise storage.StorageError(
+                f"path: {record.path} is not a complete simulation bank ({err!r} missing or bad)."
+            ) from err
+        if bank.theta.ndim != 2 or len(bank.x) != len(bank.theta):
+            raise storage.StorageError(
+                f"path: {record.path}: theta {bank.theta.shape} and x {bank.x.shape} do not "
+                "form a bank (n, d) and (n, ...)."
+            )
+        return bank
 
     def merge(self, *others: SimulationBank) -> SimulationBank:
-        """Concatenate this bank and `others` (same priors, summary and simulator)."""
-        for o in others:
-            if o.fingerprint != self.fingerprint:
+        """Concatenate this bank and `others`, made under the same settings.
+
+        The priors, simulator, summary and `params` must agree (a `ValueError` names each
+        setting that differs); the key and proposal may differ (banks drawn with other keys,
+        or the rounds of sequential NPE). Where they differ the merged bank records
+        `"merged"` for them, so it cannot be resumed by `simulate_bank`.
+        """
+        fingerprint = dict(self.fingerprint)
+        for i, o in enumerate(others):
+            if not isinstance(o, SimulationBank):
+                raise ValueError(f"others[{i}]: expected a SimulationBank, got {o!r}.")
+            differ = []
+            for k in sorted(set(self.fingerprint) | set(o.fingerprint)):
+                a = self.fingerprint.get(k, "<not recorded>")
+                b = o.fingerprint.get(k, "<not recorded>")
+                if a == b:
+                    continue
+                if k in _MAY_DIFFER_IN_MERGE:
+                    fingerprint[k] = "merged"
+                else:
+                    differ.append(f"{k}: this bank {_short(a)}, others[{i}] {_short(b)}")
+            if differ:
                 raise ValueError(
-                    "others: a bank made with other priors, summary or simulator cannot be "
-                    "merged (fingerprints differ)."
+                    f"others[{i}]: a bank made under other settings cannot be merged "
+                    f"({'; '.join(differ)})."
                 )
         banks = (self, *others)
         return SimulationBank(
@@ -375,7 +430,7 @@ class SimulationBank:
             n_failed=sum(b.n_failed for b in banks),
             n_chunks=sum(b.n_chunks for b in banks),
             chunk_size=self.chunk_size,
-            fingerprint=self.fingerprint,
+            fingerprint=fingerprint,
             info=dict(self.info),
         )
 
@@ -402,19 +457,90 @@ def _simulator_values(sim: bm.Simulator, space: ParameterSpace, params) -> Calla
         return dict(values)
 
     paths = list(jax.eval_shape(to_sim, jnp.zeros(space.d)))
-    sim._check_paths(tuple(paths))  # a clear error naming an unknown path
+    for path in paths:
+        sim.spec(path)  # a clear error naming an unknown path
     return to_sim
 
 
-def _fingerprint(space: ParameterSpace, summary: Any, sim: bm.Simulator, params=None) -> str:
-    h = hashlib.sha256()
-    h.update(space.token().encode())
-    h.update(repr(summary).encode())
-    h.update(repr(getattr(params, "__qualname__", params)).encode())
-    for leaf in jax.tree.leaves(sim):  # the simulator's fixed parameters and structure
-        if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    return h.hexdigest()
+_KIND = "inference.SimulationBank"
+_MAY_DIFFER_IN_MERGE = ("key", "proposal")
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _function_text(fn: Any) -> str | None:
+    """A function's name and a digest of its code and closure (None for None)."""
+    if fn is None:
+        return None
+    name = getattr(fn, "__qualname__", type(fn).__name__)
+    try:
+        return f"{name} digest:{storage.digest(_without_modules(fn))}"
+    except Exception:  # an object the digest cannot read: its code alone
+        code = getattr(fn, "__code__", None)
+        return f"{name} code digest:{storage.digest(None if code is None else code.co_code)}"
+
+
+def _without_modules(fn: Any, depth: int = 0) -> Any:
+    """`fn` with the modules it closes over (`jax`, `np`, ...) replaced by their names.
+
+    A module is code, not data: only its name identifies it (walking its attributes
+    would be slow and meets objects a digest cannot read). Nested closures likewise.
+    """
+    if isinstance(fn, types.MethodType):  # a bound method: its function and its object
+        return (_without_modules(fn.__func__, depth + 1), fn.__self__)
+    if not isinstance(fn, types.FunctionType) or not fn.__closure__ or depth > 4:
+        return fn
+    cells = []
+    for cell in fn.__closure__:
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            value = None
+        if isinstance(value, types.ModuleType):
+            value = f"module {value.__name__}"
+        else:
+            value = _without_modules(value, depth + 1)
+        cells.append(types.CellType(value))
+    out = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, tuple(cells)
+    )
+    out.__qualname__, out.__module__ = fn.__qualname__, fn.__module__
+    return out
+
+
+def _summary_text(summary: Any) -> str:
+    """The summary's class, settings and bound signal as a name and a digest."""
+    if hasattr(summary, "_config"):  # an inference.summaries statistic: its settings
+        state = (repr(summary), summary._period, summary._signal_shape, summary._config())
+    elif isinstance(summary, _FunctionSummary):  # a wrapped function: its code and closure
+        state = (repr(summary), summary.shape, _without_modules(summary.fn))
+    else:  # another object with the summary methods
+        state = (repr(summary), summary)
+    return f"{type(summary).__name__} digest:{storage.digest(state)}"
+
+
+def _fingerprint(
+    space: ParameterSpace, summary: Any, sim: bm.Simulator, params, proposal, key
+) -> dict[str, Any]:
+    """Every setting that changes a bank's rows, by name, as `storage.describe` writes them."""
+    settings = {
+        "priors": space.fingerprint(),
+        **sim.fingerprint(),  # dt, duration, solver, monitor, network, ...
+        "summary": _summary_text(summary),
+        "params": _function_text(params),
+        "proposal": _function_text(proposal),
+        "key": np.asarray(jax.random.key_data(_typed_key(key))).ravel().tolist(),
+    }
+    return {k: storage.describe(v) for k, v in settings.items()}
+
+
+def _typed_key(key: Any) -> Any:
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(jnp.asarray(key, dtype=jnp.uint32))
 
 
 def simulate_bank(
@@ -444,8 +570,12 @@ def simulate_bank(
       ones included); a resumed bank simulates only the rest.
     - `chunk_size`: simulations per vmapped chunk; default from the compiled memory of a
       2-simulation chunk and `memory_limit` (as `bm.sweep`: half the free memory).
-    - `path`: a `.npz` file written after every chunk; an existing file made with the same
-      priors, summary and simulator is resumed (its chunk size kept).
+    - `path`: a `.npz` file written after every chunk (atomically); an existing file made
+      under the same settings is resumed (its chunk size kept). One made under other
+      priors, simulator settings (`dt`, `duration`, `solver`, `monitor`, `network`, ...),
+      summary, `params`, `proposal` or `key` is refused with a
+      `brainmass.storage.StorageError` naming each setting that differs; a damaged file
+      with one naming it.
     - `proposal`: draw parameters from `proposal(key, n) -> (n, d)` (flat, canonical units;
       jit-able) instead of the priors, e.g. a prior truncated to a posterior's support.
     - `params`: a pure JAX function `{name: value} -> {parameter path: value}` from the
@@ -470,17 +600,19 @@ def simulate_bank(
         priors = ParameterSpace(sim if params is None else None, priors)
     space = priors
     summary = as_summary(summary, sim)
-    fingerprint = _fingerprint(space, summary, sim, params)
+    fingerprint = _fingerprint(space, summary, sim, params, proposal, key)
     path = None if path is None else Path(path).with_suffix(".npz")
 
     bank = None
     if path is not None and path.exists():
-        bank = SimulationBank.load(path)
-        if bank.fingerprint != fingerprint:
-            raise ValueError(
-                f"path: {path} holds a bank made with other priors, summary or simulator; "
-                "pass another path (or delete the file) to start a new bank."
-            )
+        record = storage.load(
+            path,
+            _KIND,
+            fingerprint=fingerprint,
+            what="path",
+            hint="Pass another path (or delete the file) to start a new bank.",
+        )
+        bank = SimulationBank._from_record(record)
         chunk_size = bank.chunk_size
     num_simulations = int(num_simulations)
     done = 0 if bank is None else bank.n_chunks * bank.chunk_size
@@ -512,7 +644,7 @@ def simulate_bank(
 
     compiled = None
     if chunk_size is None:
-        chunk_size, _, _, compiled, _ = _auto_chunk_size(compile_for, todo, memory_limit)
+        chunk_size, _, _, compiled, _ = auto_chunk_size(compile_for, todo, memory_limit)
     if compiled is None:
         compiled, _ = compile_for(chunk_size)
     chunk_size = int(chunk_size)

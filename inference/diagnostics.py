@@ -35,7 +35,7 @@ import jax
 import numpy as np
 from scipy import stats
 
-from brainmass._progress import progress_bar
+from brainmass.progress import progress_bar
 
 __all__ = [
     "PPCResult",

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from brainmass._progress import progress_bar
+from brainmass.progress import progress_bar
 
 from ._checks import check_integers
 from .model import BayesianModel, LogDensity
@@ -49,10 +49,12 @@ class MAPResult:
     - `units`: `{path: unit name}` of the simulator parameters.
     - `log_density`: the log joint density at the mode (unconstrained space).
     - `z`: `(d,)`, the mode in the flat unconstrained space.
-    - `start_log_densities`: `(n_starts,)`, the best log density each start reached.
-    - `history`: `(steps, n_starts)`, the log density at every step of every start.
+    - `start_log_densities`: `(num_starts,)`, the best log density each start reached.
+    - `history`: `(steps, num_starts)`, the log density at every step of every start.
     - `n_failed`: evaluations where the simulation failed (log density -inf).
     - `wall_time`: seconds (compilation included).
+    - `n_failed_starts`: starts that never reached a finite log density (their
+      entry of `start_log_densities` is -inf).
     """
 
     params: dict[str, np.ndarray]
@@ -63,6 +65,7 @@ class MAPResult:
     history: np.ndarray
     n_failed: int
     wall_time: float
+    n_failed_starts: int = 0
     _bmodel: BayesianModel | None = field(default=None, repr=False)
     _ld: LogDensity | None = field(default=None, repr=False)
     _data: Any = field(default=None, repr=False)
@@ -119,7 +122,11 @@ def map_estimate(
     - `progress`: show a progress bar.
 
     A start whose simulation fails (log density -inf or a NaN gradient) stays
-    where it was; the count of such evaluations is `n_failed`.
+    where it was; the count of such evaluations is `n_failed`, and the starts
+    that never reached a finite log density are `n_failed_starts`. When more
+    than half of the starts fail, a `UserWarning` says how many (the mode is
+    then the best of the few that ran, possibly a poor one); when every start
+    fails, a `RuntimeError` (per subject with `batch=True`).
     """
     check_integers(("num_starts", num_starts, 1), ("steps", steps, 1))
     if not isinstance(bmodel, BayesianModel):
@@ -199,11 +206,25 @@ def map_estimate(
     for i in range(subjects if batch else 1):
         pick = (lambda x, i=i: x[i]) if batch else (lambda x: x)
         lps = pick(best_lp)
-        if not np.any(np.isfinite(lps)):
+        n_failed = int(pick(np.asarray(failed)))
+        n_bad = int(np.sum(~np.isfinite(lps)))
+        n_all = int(lps.shape[0])
+        subject = f" for subject {i}" if batch else ""
+        if n_bad == n_all:
             raise RuntimeError(
-                f"map_estimate: every start failed{f' for subject {i}' if batch else ''} (the "
-                "simulation blew up or the log density is -inf everywhere visited); check the "
-                "priors and the data."
+                f"map_estimate: every one of the {n_all} starts failed{subject} ({n_failed} "
+                "evaluations failed: the simulation blew up or the log density is -inf "
+                "everywhere visited); check the priors (their medians and draws are the "
+                "starts) and the data."
+            )
+        if 2 * n_bad > n_all:
+            warnings.warn(
+                f"map_estimate: {n_bad} of {n_all} starts failed{subject} (the simulation "
+                "blew up or the log density was -inf at every point they visited); the mode "
+                f"is the best of the other {n_all - n_bad}, and may be a poor one. Narrow the "
+                "priors or give more starts (num_starts=...).",
+                UserWarning,
+                stacklevel=2,
             )
         j = int(np.argmax(np.where(np.isfinite(lps), lps, -np.inf)))
         mode = pick(best_z)[j]
@@ -216,8 +237,9 @@ def map_estimate(
                 z=np.asarray(mode),
                 start_log_densities=lps,
                 history=pick(history) if not batch else history[i],
-                n_failed=int(pick(np.asarray(failed))),
+                n_failed=n_failed,
                 wall_time=wall,
+                n_failed_starts=n_bad,
                 _bmodel=bmodel,
                 _ld=ld,
                 _data=jax.tree.map(pick, data) if batch else data,

@@ -22,9 +22,7 @@ interrupted run (Ctrl-C, a lost job) resumes from the last chunk by calling
 
 from __future__ import annotations
 
-import hashlib
 import os
-import pickle
 import time
 import warnings
 from collections.abc import Mapping
@@ -36,7 +34,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from brainmass._progress import progress_bar
+from brainmass import storage
+from brainmass.progress import progress_bar
 
 from ._checks import check_integers
 from .model import BayesianModel, LogDensity, predictive
@@ -96,9 +95,13 @@ def nuts(
     - `batch`: `data` holds several datasets on its first axis; they are
       sampled at once (one vmapped sampler) and a list of posteriors returned.
     - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
-    - `checkpoint`: a file to save the state and draws to after every chunk,
-      and to resume from when it exists and belongs to the same run (same
-      model, data, settings and key); a file from another run is an error.
+    - `checkpoint`: a file to save the state and draws to after every chunk
+      (`brainmass.storage`: arrays and a JSON header, written atomically), and
+      to resume from when it exists and belongs to the same run; a file written
+      under other settings (the simulator's `dt`, `duration`, `solver`,
+      `monitor`, `network`; the priors, likelihood, data, key, `init`, or any
+      sampler setting, `num_samples` included) is refused with a `StorageError`
+      naming each setting that differs, and a damaged file with one naming it.
     - `progress`: show a progress bar.
     - `posterior_predictive`: also compute the pointwise log-likelihood and
       posterior predictive draws at every draw (one simulation each).
@@ -135,7 +138,7 @@ def nuts(
     )
     data_j = jax.tree.map(jnp.asarray, data)
     store = None if checkpoint is None else _Checkpoint(Path(checkpoint))
-    fingerprint = _fingerprint(bmodel, data, key, settings, init)
+    fingerprint = _fingerprint(bmodel, data, key, settings, init, batch)
     saved = store.load(fingerprint) if store is not None else None
     sampler = (_NumPyroSampler if backend == "numpyro" else _BlackJAXSampler)(bmodel, ld, settings)
     lanes = _Lanes(subjects if batch else None)
@@ -144,19 +147,23 @@ def nuts(
         inits = _initial_points(bmodel, data_j, ld, init, k_init, num_chains, lanes)
         state, done, draws, stats = sampler.init(inits, k_run, data_j, lanes), 0, [], []
     else:
-        # NumPyro's kernel functions keep their adaptation schedule in closures that its
-        # init sets: initialise once (the state it returns is replaced by the saved one)
+        # the saved state's skeleton: the state a fresh start builds. NumPyro's kernel
+        # functions keep their adaptation schedule in closures that its init sets, so it
+        # runs for real; BlackJAX's init is only traced
+        shape = (*(() if lanes.subjects is None else (lanes.subjects,)), num_chains, ld.size)
+        starts = jnp.broadcast_to(ld.init, shape)
         if backend == "numpyro":
-            shape = (*(() if lanes.subjects is None else (lanes.subjects,)), num_chains, ld.size)
-            sampler.init(jnp.broadcast_to(ld.init, shape), k_run, data_j, lanes)
-        state = jax.tree.map(jnp.asarray, saved["state"])
-        done, draws, stats = saved["done"], saved["draws"], saved["stats"]
+            like = sampler.init(starts, k_run, data_j, lanes)
+        else:
+            spec = jax.eval_shape(lambda: sampler.init(starts, k_run, data_j, lanes))
+            like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
+        state, done, draws, stats = store.restore(saved, like)
     total = int(num_warmup) + int(num_samples)
     label = f"NUTS ({backend}{', ' + str(subjects) + ' subjects' if batch else ''})"
     bar = progress_bar(total=total, desc=label, unit="it", disable=not progress)
     bar.update(done)
     interrupted = False
-    warmup_divergent = saved.get("warmup_divergent", 0) if saved else 0
+    warmup_divergent = int(saved.header["warmup_divergent"]) if saved else 0
     try:
         while done < total:
             if done < num_warmup and sampler.warmup_in_one_call:
@@ -532,50 +539,104 @@ def _typed(key):
 
 # ----------------------------------------------------------------------------- checkpoints
 
+_KIND = "inference.nuts checkpoint"
+_HINT = "The file belongs to another run: delete it or pass another checkpoint path."
 
-def _fingerprint(bmodel, data, key, settings, init) -> str:
-    """A hash of what makes a run: priors, likelihood, simulator values, data, key, settings."""
-    h = hashlib.sha256()
-    h.update(repr(bmodel).encode())
-    # prior_token, not repr: a distribution's repr holds its address, new in every process
-    h.update(repr(sorted((p, prior_token(v)) for p, v in bmodel.priors.items())).encode())
-    noise = bmodel.likelihood.noise_parameters()
-    h.update(repr(sorted((k, prior_token(v)) for k, v in noise.items())).encode())
-    h.update(bmodel.likelihood.token().encode())
-    for leaf in jax.tree.leaves(bmodel.sim):  # the simulator's fixed parameters and structure
-        if hasattr(leaf, "dtype") and not jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
-            h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    for leaf in jax.tree.leaves(data):
-        h.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
-    h.update(np.asarray(jax.random.key_data(_typed(key))).tobytes())
-    h.update(repr(sorted(settings.items())).encode())
-    h.update(repr(init if isinstance(init, (str, dict, type(None))) else type(init)).encode())
-    return h.hexdigest()
+
+def _fingerprint(bmodel, data, key, settings, init, batch) -> dict[str, Any]:
+    """Every setting that changes a run's draws, by name (see `brainmass.storage`).
+
+    The simulator's own settings (`Simulator.fingerprint`: `dt`, `duration`, `solver`,
+    `monitor`, `network`, ...; its initial state as `sim.init`), the model's priors and
+    likelihood (digests of their process-independent tokens), the data (a digest), the
+    key (its data, readable), every sampler setting (`num_samples` included: a finished
+    run is not grown) and the starting points `init`.
+    """
+    sim_settings = dict(bmodel.sim.fingerprint())
+    sim_settings["sim.init"] = sim_settings.pop("init")  # `init` names nuts' own argument
+    lik = bmodel.likelihood
+    noise = sorted((k, prior_token(v)) for k, v in lik.noise_parameters().items())
+    priors = sorted((p, prior_token(v)) for p, v in bmodel.priors.items())
+    named = {
+        "model": repr(bmodel),
+        **sim_settings,
+        "priors": f"digest:{storage.digest(priors)}",
+        "likelihood": f"{type(lik).__name__} digest:{storage.digest((lik.token(), noise))}",
+        "conditional_on_noise": bool(bmodel.conditional_on_noise),
+        "noise_key": None if bmodel.noise_key is None else _key_text(bmodel.noise_key),
+        "data": f"digest:{storage.digest(jax.tree.map(np.asarray, data))}",
+        "key": _key_text(key),
+        **settings,
+        "batch": bool(batch),
+        "init": _init_text(init),
+    }
+    return {k: storage.describe(v) for k, v in named.items()}  # digests computed once
+
+
+def _init_text(init) -> Any:
+    """`init` in a fingerprint: None or a string as it is; starting values as a digest.
+
+    A `MAPResult` (or a list of them) counts by its mode `z`: the Laplace draws around
+    it are fixed by the mode, the model, the data and the key (its wall time is not).
+    """
+    from .map import MAPResult
+
+    if init is None or isinstance(init, str):
+        return init
+    if isinstance(init, MAPResult):
+        return f"MAPResult digest:{storage.digest(np.asarray(init.z))}"
+    if isinstance(init, list) and all(isinstance(r, MAPResult) for r in init):
+        return f"list[MAPResult] digest:{storage.digest([np.asarray(r.z) for r in init])}"
+    return f"{type(init).__name__} digest:{storage.digest(init)}"
+
+
+def _key_text(key) -> list[int]:
+    """A random key's data as a short list of integers (readable in messages)."""
+    return np.asarray(jax.random.key_data(_typed(key))).ravel().tolist()
 
 
 class _Checkpoint:
-    """The sampler's state and draws so far in one file (pickle: load only your own files)."""
+    """The sampler's state, the draws so far and the counts, in one `brainmass.storage` file.
+
+    Arrays: the state's leaves (`state_*`, restored into the skeleton a fresh start
+    builds), the draws after warmup `draws ([subjects,] chains, n, d)` and the sample
+    statistics `stat_<name> ([subjects,] chains, n)`; header: `done` (iterations, warmup
+    included) and `warmup_divergent`.
+    """
 
     def __init__(self, path: Path):
         self.path = path
 
-    def load(self, fingerprint: str):
+    def load(self, fingerprint: dict) -> storage.Record | None:
+        """The saved record, or None without a file; a StorageError for another run's file."""
         if not self.path.exists():
             return None
-        with open(self.path, "rb") as f:
-            saved = pickle.load(f)  # noqa: S301 -- the user's own checkpoint file
-        if saved.get("fingerprint") != fingerprint:
-            raise ValueError(
-                f"checkpoint: {self.path} belongs to another run (model, data, key or settings "
-                "differ); delete it or pass another path."
-            )
-        return saved
+        return storage.load(
+            self.path, _KIND, fingerprint=fingerprint, what="checkpoint", hint=_HINT
+        )
+
+    def restore(self, record: storage.Record, like: Any):
+        """`(state, done, draws, stats)` of a record; `like` is a fresh state (the skeleton)."""
+        label = f"checkpoint: {self.path}"
+        state = storage.tree_from_arrays(record.arrays, like, label=label, prefix="state")
+        arrays = record.arrays
+        draws, stats = [], []
+        if "draws" in arrays:
+            draws.append(arrays["draws"])
+            names = record.header["stats"]
+            missing = [n for n in names if f"stat_{n}" not in arrays]
+            if missing:
+                raise storage.StorageError(f"{label} lacks the statistics {missing}.")
+            stats.append({n: arrays[f"stat_{n}"] for n in names})
+        return state, int(record.header["done"]), draws, stats
 
     def save(self, fingerprint, state, done, draws, stats, warmup_divergent=0):
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        record = {"fingerprint": fingerprint, "state": state, "done": done}
-        record.update(draws=draws, stats=stats, warmup_divergent=warmup_divergent)
-        with open(tmp, "wb") as f:
-            pickle.dump(record, f)
-        os.replace(tmp, self.path)  # atomic: a kill mid-write leaves the previous checkpoint
+        """Write the state and everything drawn so far (atomically: the old file or the new)."""
+        arrays = storage.tree_arrays(state, prefix="state")
+        names = list(stats[0]) if stats else []
+        if draws:
+            arrays["draws"] = np.concatenate(draws, axis=-2)
+            for n in names:
+                arrays[f"stat_{n}"] = np.concatenate([s[n] for s in stats], axis=-1)
+        header = {"done": int(done), "warmup_divergent": int(warmup_divergent), "stats": names}
+        storage.save(self.path, _KIND, arrays, fingerprint=fingerprint, header=header)

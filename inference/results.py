@@ -11,12 +11,16 @@ region and sensor labels as coordinates, ready for the stock ArviZ functions
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+
+from brainmass import storage
 
 __all__ = ["Posterior"]
 
@@ -159,28 +163,57 @@ class Posterior:
 
     # ------------------------------------------------------------------ save / load
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the ArviZ DataTree to netCDF (`.nc`) or zarr (`.zarr`); returns the path."""
+        """Write the ArviZ DataTree to netCDF (`.nc`) or zarr (`.zarr`); returns the path.
+
+        The write is atomic (`brainmass.storage.atomic_path`): the tree is written to a
+        unique temporary file (or folder, for zarr) beside `path`, then renamed over
+        it, so an interrupted save leaves the previous posterior. Another suffix is
+        replaced by `.nc`.
+        """
         path = Path(path)
         if path.suffix not in (".nc", ".zarr"):
             path = path.with_suffix(".nc")
         tree = self.to_arviz()
-        if path.suffix == ".zarr":
-            tree.to_zarr(path, mode="w")
-        else:
-            tree.to_netcdf(path)
+        if path.suffix == ".nc":
+            with storage.atomic_path(path) as tmp:
+                tree.to_netcdf(tmp)
+            return path
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        try:
+            tree.to_zarr(tmp, mode="w")
+            if path.exists():  # a folder cannot be renamed over another: move it aside first
+                old = tmp.with_suffix(".old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Posterior:
-        """Read a posterior written by `save` (or any ArviZ DataTree with a posterior group)."""
+        """Read a posterior written by `save` (or any ArviZ DataTree with a posterior group).
+
+        **Raises:** `FileNotFoundError`; `brainmass.storage.StorageError` (a
+        `ValueError`) naming the file when it cannot be read as a posterior.
+        """
         import xarray as xr
 
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"path: no posterior at {path}.")
         engine = "zarr" if path.suffix == ".zarr" else None
-        tree = xr.open_datatree(path, engine=engine) if engine else xr.open_datatree(path)
-        tree = tree.load()
+        try:
+            tree = xr.open_datatree(path, engine=engine) if engine else xr.open_datatree(path)
+            tree = tree.load()
+        except Exception as err:  # the netCDF/zarr stack raises many types
+            raise storage.StorageError(
+                f"path: {path} cannot be read as a posterior ({type(err).__name__}: {err})."
+            ) from err
+        if "posterior" not in tree.children:
+            raise storage.StorageError(f"path: {path} has no posterior group.")
         return cls.from_arviz(tree)
 
     @classmethod

@@ -22,16 +22,16 @@ their canonical units.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
-import io
 import math
 import os
-import pickle
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, ClassVar, final
+from typing import Any, ClassVar, Self, final
 
 import equinox as eqx
 import jax
@@ -41,24 +41,26 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 import brainmass as bm
-from brainmass._progress import progress_bar
+from brainmass import storage
+from brainmass.progress import progress_bar
 
 from ._checks import check_integers
 from .bank import (
     Identity,
     ParameterSpace,
     SimulationBank,
+    _FunctionSummary,
     as_summary,
     signal_shape,
     simulate_bank,
 )
 from .likelihoods import AbstractLikelihood, SignalSpec
+from .priors import prior_token
 from .results import Posterior
 
 __all__ = ["NLE", "NPE", "Learned", "NPEPosterior", "fit_flow"]
 
 FLOWS = ("maf", "coupling")
-_FORMAT = 1
 
 
 def _flowjax(fn):
@@ -76,16 +78,165 @@ def _flowjax(fn):
     return wrapped
 
 
-def _versions() -> dict[str, str]:
-    from importlib.metadata import version
+_NORM = ("z_mean", "z_std", "x_mean", "x_std")
 
-    out = {}
-    for name in ("brainmass", "flowjax", "equinox", "jax", "numpyro"):
-        try:
-            out[name] = version(name)
-        except Exception:  # noqa: BLE001 - an uninstalled distribution
-            out[name] = "unknown"
+
+class _on_an_estimator:  # noqa: N801 - used as a method decorator
+    """A method of a built estimator; called on the class, an error that shows the call."""
+
+    def __init__(self, fn):
+        functools.update_wrapper(self, fn)
+        self.fn = fn
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is not None:
+            return self.fn.__get__(obj, owner)
+        fn, name = self.fn, getattr(owner, "__name__", "NPE")
+
+        @functools.wraps(fn)
+        def on_class(*args: Any, **kwargs: Any) -> Any:
+            if args and isinstance(args[0], owner):  # NPE.load(npe, path)
+                return fn(*args, **kwargs)
+            raise TypeError(
+                f"{name}.{fn.__name__}: call it on an estimator built as for training, "
+                f"{name}(sim, priors, summary, ...).{fn.__name__}(path) (sim=None for "
+                "posteriors only): the file holds the weights and settings, not the priors "
+                "or the summary, which could only be stored with pickle."
+            )
+
+        return on_class
+
+
+def _described(obj: Any) -> str | None:
+    """A readable name of an object (a summary, an embedding, a function) and its digest."""
+    if obj is None:
+        return None
+    name = obj.__qualname__ if hasattr(obj, "__code__") else repr(obj)
+    name = re.sub(r" at 0x[0-9a-fA-F]+", "", name)
+    return f"{name} digest:{storage.digest(obj)}"
+
+
+def _shape_of(summary: Any) -> tuple[int, ...] | None:
+    """The raw feature shape of a summary, None when it is not bound yet."""
+    try:
+        shape = summary.shape
+    except (AttributeError, ValueError):
+        return None
+    return None if shape is None else tuple(int(n) for n in shape)
+
+
+def _simulator_setting(name: str) -> bool:
+    """Whether a fingerprint entry describes the simulator (compared only when both have one)."""
+    return name in ("signal_shape", "params") or name.startswith("simulator.")
+
+
+def _template_summary(
+    summary: Any, signal: tuple[int, int] | None, period: float | None, shape: tuple[int, ...]
+) -> Any:
+    """The summary of an estimator built without a simulator, bound as the saved one was."""
+    if type(summary) is Identity and summary.shape is None:  # summary=None: the bank's x
+        return Identity(shape)
+    unbound = not getattr(summary, "bound", True)
+    if hasattr(summary, "bind_signal") and unbound and None not in (signal, period):
+        return summary.bind_signal(period, signal)
+    if callable(summary) and not hasattr(summary, "fit"):  # a plain function
+        return _FunctionSummary(summary, shape)
+    return summary
+
+
+def _is_summary(obj: Any) -> bool:
+    return callable(getattr(obj, "fit", None)) and callable(getattr(obj, "project", None))
+
+
+_JSON_SCALARS = (type(None), bool, int, float, str)
+
+
+def _json_value(value: Any) -> bool:
+    if isinstance(value, _JSON_SCALARS):
+        return True
+    return isinstance(value, (list, tuple)) and all(_json_value(v) for v in value)
+
+
+def _summary_state(fitted: Any, template: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """What `fit` learned: the fitted summary's arrays, and its plain values that changed.
+
+    Walks the attributes of the fitted summary and of the summaries it holds (a
+    `Combined`'s parts), side by side with the unfitted `template`. Returns
+    `({attribute path: array}, {attribute path: [kind, JSON value]})`; raises
+    `TypeError` for a learned attribute that can be stored only with pickle.
+    """
+    arrays: dict[str, Any] = {}
+    values: dict[str, Any] = {}
+
+    def walk(obj: Any, like: Any, name: str, depth: int) -> None:
+        if depth > 8:
+            return
+        if isinstance(obj, (list, tuple)):
+            for i, item in enumerate(obj):
+                other = like[i] if isinstance(like, (list, tuple)) and i < len(like) else None
+                walk(item, other, f"{name}{i}.", depth + 1)
+            return
+        for attr, value in vars(obj).items():
+            old = getattr(like, attr, None)
+            key = f"{name}{attr}"
+            if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+                arrays[key] = value
+            elif _is_summary(value) and hasattr(value, "__dict__"):
+                walk(value, old, f"{key}.", depth + 1)
+            elif isinstance(value, (list, tuple)) and any(_is_summary(v) for v in value):
+                walk(value, old, f"{key}.", depth + 1)
+            elif value is old:
+                continue
+            elif _json_value(value):
+                same = _json_value(old) and type(old) is type(value) and old == value
+                if not same:
+                    plain = list(value) if isinstance(value, tuple) else value
+                    values[key] = [type(value).__name__, plain]
+            else:
+                raise TypeError(
+                    f"save: the fitted summary's {key} ({type(value).__name__}) cannot be "
+                    "stored without pickle; a summary's fit should learn arrays or numbers."
+                )
+
+    if fitted is not None and hasattr(fitted, "__dict__"):
+        walk(fitted, template, "", 0)
+    return arrays, values
+
+
+def _restore_summary(
+    template: Any, arrays: Mapping[str, Any], values: Mapping[str, Any], label: str
+) -> Any:
+    """The fitted summary: `template` (unfitted, bound) with the saved state put back."""
+    out = template
+    items = [(k, v) for k, v in arrays.items()]
+    for key, (kind, value) in values.items():
+        items.append((key, tuple(value) if kind == "tuple" else value))
+    for key, value in sorted(items, key=lambda kv: kv[0]):
+        out = _assign(out, key.split("."), value, key, label)
     return out
+
+
+def _assign(obj: Any, path: list[str], value: Any, key: str, label: str) -> Any:
+    """A copy of `obj` with the attribute (or item) at `path` set to `value`."""
+    head, rest = path[0], path[1:]
+    if isinstance(obj, (list, tuple)):
+        if not head.isdigit() or int(head) >= len(obj):
+            raise storage.StorageError(
+                f"{label} holds a fitted summary state ({key}) for another summary: it was "
+                "saved with another summary."
+            )
+        items = list(obj)
+        items[int(head)] = _assign(items[int(head)], rest, value, key, label) if rest else value
+        return type(obj)(items)
+    if not _is_summary(obj) or not hasattr(obj, head):
+        raise storage.StorageError(
+            f"{label} holds a fitted summary state ({key}) that this summary ({obj!r}) does "
+            "not have: it was saved with another summary."
+        )
+    child = _assign(getattr(obj, head), rest, value, key, label) if rest else value
+    new = copy.copy(obj)
+    object.__setattr__(new, head, child)
+    return new
 
 
 class _FlowEstimator:
@@ -265,6 +416,7 @@ class _FlowEstimator:
                 f"bank: it holds the parameters {bank.names}, this estimator infers "
                 f"{self.space.names}."
             )
+        self._check_bank_priors(bank)
         if isinstance(self.summary, Identity) and self.summary.shape is None:
             self.summary = Identity(bank.x.shape[1:])  # features given as they are
         if tuple(bank.x.shape[1:]) != tuple(self.summary.shape):
@@ -333,6 +485,30 @@ class _FlowEstimator:
         }
         return self
 
+    def _check_bank_priors(self, bank: SimulationBank) -> None:
+        """Refuse a bank drawn under other priors than this estimator's.
+
+        Compares the bank's `fingerprint["priors"]` (a digest of its `ParameterSpace`'s
+        priors, recorded by `simulate_bank` and `SimulationBank.from_arrays`) with this
+        estimator's `space.fingerprint()`. A bank that records no priors is refused too.
+        """
+        fp = bank.fingerprint if isinstance(bank.fingerprint, Mapping) else {}
+        drawn, mine = fp.get("priors"), self.space.fingerprint()
+        if drawn == mine:
+            return
+        what = (
+            "records no priors (no fingerprint['priors'])"
+            if drawn is None
+            else f"was drawn under other priors (setting 'priors': bank {drawn}, this "
+            f"estimator {mine})"
+        )
+        raise ValueError(
+            f"bank: it {what}; the posterior would be that of the bank's priors. Train on a "
+            f"bank of this estimator's priors ({self.space!r}): its simulate(...), "
+            "simulate_bank(sim, estimator.space, ...) or SimulationBank.from_arrays(theta, x, "
+            "estimator.space)."
+        )
+
     # ------------------------------------------------------------------ using
     def features(self, observed: Any) -> jax.Array:
         """Standardised conditioning features of observed signals.
@@ -365,13 +541,15 @@ class _FlowEstimator:
     def _signal_shape(self) -> tuple[int, int] | None:
         if self.sim is not None:
             return signal_shape(self.sim)
-        return getattr(self, "_signal", None)
+        bound = getattr(self.summary, "_signal_shape", None)  # a summary bound to a signal
+        return getattr(self, "_signal", None) or bound
 
     def _need_sim(self, what: str) -> None:
         if self.sim is None:
             raise ValueError(
-                f"{what}: this estimator has no simulator (it was loaded); pass sim= to "
-                "NPE.load to simulate and train again."
+                f"{what}: this estimator has no simulator; build it with one, "
+                f"{type(self).__name__}(sim, priors, summary, ...), to simulate and train (a "
+                "saved one: then .load(path) on it)."
             )
 
     def _need_trained(self) -> None:
@@ -381,81 +559,160 @@ class _FlowEstimator:
             )
 
     # ------------------------------------------------------------------ saving
-    def save(self, path: str | os.PathLike) -> Path:
-        """Save the trained estimator: flow weights (equinox) plus what is needed to rebuild it.
+    @property
+    def _storage_kind(self) -> str:
+        return f"inference.{self.kind.upper()}"
 
-        The file (pickle; load only files you trust) holds the priors, the bound summary,
-        the flow settings, the standardisation, the losses and the package versions. The
-        simulator is not saved: `NPE.load(path)` gives an estimator that computes posteriors;
-        `NPE.load(path, sim=sim)` one that can also simulate and train again.
+    def _fingerprint(self) -> dict[str, Any]:
+        """Every setting that changes the trained estimator's answers, by name.
+
+        Each prior (`"priors.<path>"`), the parameter layout, the summary, the embedding,
+        the flow settings (`"flow"`, `"knots"`, ...) and the raw feature shape; with a
+        simulator also `"signal_shape"`, `"params"` and the simulator's settings
+        (`"simulator.dt"`, `"simulator.solver"`, ...: `Simulator.fingerprint`).
+        """
+        fp: dict[str, Any] = {"parameters": list(self.space.paths)}
+        fp.update({f"priors.{p}": prior_token(d) for p, d in self.space.priors.items()})
+        fp["summary"] = _described(self.summary)
+        fp["feature_shape"] = list(_shape_of(self.summary) or ())
+        fp["embedding"] = _described(self.embedding)
+        fp.update(self.settings)
+        if self.sim is not None:
+            fp["signal_shape"] = list(self._signal_shape())
+            fp["params"] = _described(self.params)
+            fp.update({f"simulator.{k}": v for k, v in self.sim.fingerprint().items()})
+        return fp
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Save the trained estimator: arrays and a JSON header, never a pickle.
+
+        The file (`brainmass.storage`: an `.npz` archive written atomically) holds the
+        flow's weights, the standardisation and the fitted summary's arrays (e.g. a PCA's
+        mean and axes); its header the flow settings, the losses, `info`, the region
+        labels, the signal and feature shapes, the package versions and a fingerprint of
+        every setting that changes the answers (each prior, the summary, the embedding,
+        the flow settings, the simulator's settings). What cannot be stored without
+        pickle (the priors, the summary and the embedding objects, the simulator) is not
+        in the file: build the estimator again as it was built for training and load the
+        weights into it, `NPE(sim, priors, summary, ...).load(path)` (see `load`).
+
+        **Arguments:**
+
+        - `path`: the file (`.npz` by convention; the suffix is not changed).
+
+        **Returns:** `path` as a `Path`.
         """
         self._need_trained()
-        buffer = io.BytesIO()
-        eqx.tree_serialise_leaves(buffer, self.flow)
-        meta = {
-            "format": _FORMAT,
-            "kind": self.kind,
-            "versions": _versions(),
-            "priors": self.space.priors,
-            "space": self.space,
-            "summary": self.summary,
-            "fitted_summary": self._fitted_summary,
-            "embedding": self.embedding,
+        fitted, values = _summary_state(self._fitted_summary, self.summary)
+        arrays = storage.tree_arrays(self.flow, prefix="flow")
+        arrays.update({f"norm.{k}": np.asarray(v) for k, v in self._norm.items()})
+        arrays.update({f"fitted.{k}": np.asarray(v) for k, v in fitted.items()})
+        signal = self._signal_shape()
+        header = {
             "settings": self.settings,
-            "norm": {k: np.asarray(v) for k, v in self._norm.items()},
             "losses": self.losses,
-            "info": self.info,
-            "labels": self.labels,
-            "signal": self._signal_shape(),
-            "raw_shape": tuple(self._raw_shape()),
-            "flow_bytes": buffer.getvalue(),
+            "info": {k: v for k, v in self.info.items() if k != "versions"},
+            "labels": None if self.labels is None else [str(s) for s in self.labels],
+            "signal_shape": None if signal is None else [int(n) for n in signal],
+            "period": getattr(self.summary, "_period", None),
+            "feature_shape": list(_shape_of(self.summary) or ()),
+            "raw_shape": [int(n) for n in self._raw_shape()],
+            "fitted_arrays": {
+                k: "jax" if isinstance(v, jax.Array) else "numpy" for k, v in fitted.items()
+            },
+            "fitted_values": values,
         }
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(meta, f)
-        os.replace(tmp, path)
-        return path
+        return storage.save(
+            path, self._storage_kind, arrays, fingerprint=self._fingerprint(), header=header
+        )
 
     def _raw_shape(self) -> tuple[int, ...]:
         shape = self._feature_shape()
         return shape if self.embedding is not None else (int(math.prod(shape)),)
 
-    @classmethod
-    def load(
-        cls, path: str | os.PathLike, sim: bm.Simulator | None = None, params: Any = None
-    ) -> NPE:
-        """Load an estimator written by `save` (see there).
+    @_on_an_estimator
+    def load(self, path: str | os.PathLike) -> Self:
+        """A trained copy of this estimator, with the weights and state saved in `path`.
 
-        `sim` (and `params`, if it was trained with one) to simulate and train again.
+        The file holds arrays and settings only (see `save`), so the estimator is built
+        again as it was built for training (the same priors, summary, embedding and flow
+        settings) and the weights are loaded into it; `self` is not changed:
+
+            npe = inf.NPE(sim, priors, summary, flow_layers=3).load("npe.npz")
+            npe = inf.NPE(None, priors, summary, flow_layers=3).load("npe.npz")
+
+        With the simulator (the first form) the estimator can also simulate and train
+        again, and the simulator's settings are checked against the file's. Without one
+        (`sim=None`, the second form) it computes posteriors only: an unbound
+        `inference.summaries` statistic is bound to the saved signal shape and sampling
+        period, so `posterior(observed_signal)` works, and `summary=None` takes the saved
+        feature shape.
+
+        **Arguments:**
+
+        - `path`: a file written by `save`.
+
+        **Returns:** the trained estimator (a new object).
+
+        **Raises:** `FileNotFoundError` when `path` does not exist;
+        `brainmass.storage.StorageError` (a `ValueError`) naming `path` when the file is
+        damaged, truncated, not a saved estimator of this kind, or was written under
+        other settings than this estimator's (each setting that differs is named:
+        `priors.<path>`, `summary`, `embedding`, `flow_layers`, `simulator.dt`, ...).
         """
-        with open(Path(path), "rb") as f:
-            meta = pickle.load(f)
-        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
-            raise ValueError(
-                f"path: {path} is not a saved inference.{cls.__name__} (format {_FORMAT})."
-            )
-        if meta.get("kind", "npe") != cls.kind:
-            kind = str(meta.get("kind", "?")).upper()
-            raise ValueError(f"path: {path} holds an inference.{kind}, not a {cls.__name__}.")
-        npe = cls(
-            sim,
-            meta["space"],
-            meta["summary"],
-            embedding=meta["embedding"],
-            params=params,
-            **meta["settings"],
+        path = Path(path)
+        label = f"path: {path}"
+        record = storage.load(path, self._storage_kind, what="path")
+        h, arrays = record.header, record.arrays
+        try:
+            signal = None if h["signal_shape"] is None else tuple(int(n) for n in h["signal_shape"])
+            feature_shape = tuple(int(n) for n in h["feature_shape"])
+            raw_shape = tuple(int(n) for n in h["raw_shape"])
+            norm = {k: jnp.asarray(arrays[f"norm.{k}"]) for k in _NORM}
+            losses = {k: [float(v) for v in vals] for k, vals in h["losses"].items()}
+            info, labels = dict(h["info"]), h["labels"]
+            fitted_kinds, values = dict(h["fitted_arrays"]), dict(h["fitted_values"])
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise storage.StorageError(
+                f"{label} is not a complete saved {type(self).__name__} ({err!r} missing or bad)."
+            ) from err
+        new = copy.copy(self)
+        new.summary = _template_summary(self.summary, signal, h.get("period"), feature_shape)
+        if self.sim is None:
+            new._signal = signal
+        saved = dict(h.get("fingerprint", {}))
+        now = new._fingerprint()
+        if self.sim is None or not any(k.startswith("simulator.") for k in saved):
+            # posteriors only (or a file trained without a simulator): nothing to compare
+            saved = {k: v for k, v in saved.items() if not _simulator_setting(k)}
+            now = {k: v for k, v in now.items() if not _simulator_setting(k)}
+        storage.check_fingerprint(
+            saved,
+            now,
+            label=label,
+            hint=(
+                f"Build the {type(self).__name__} with the settings it was trained with, then "
+                "call .load(path) on it."
+            ),
         )
-        if sim is not None and params is None:
-            npe.space = ParameterSpace(sim, meta["priors"])
-        npe._fitted_summary = meta["fitted_summary"]
-        npe._norm = {k: jnp.asarray(v) for k, v in meta["norm"].items()}
-        npe.losses, npe.info, npe.labels = meta["losses"], meta["info"], meta["labels"]
-        npe._signal = meta["signal"]
-        npe.info["versions"] = meta["versions"]
-        skeleton = npe._build_flow(jax.random.key(0), tuple(meta["raw_shape"]))
-        npe.flow = eqx.tree_deserialise_leaves(io.BytesIO(meta["flow_bytes"]), skeleton)
-        return npe
+        fitted = {k[len("fitted.") :]: a for k, a in arrays.items() if k.startswith("fitted.")}
+        fitted = {
+            k: jnp.asarray(a) if fitted_kinds.get(k) == "jax" else a for k, a in fitted.items()
+        }
+        new._fitted_summary = _restore_summary(new.summary, fitted, values, label)
+        if tuple(new._raw_shape()) != raw_shape:
+            raise storage.StorageError(
+                f"{label}: the fitted summary gives features of shape {new._raw_shape()}, the "
+                f"saved flow takes {raw_shape}: it was saved with another summary."
+            )
+        skeleton = new._build_flow(jax.random.key(0), raw_shape)
+        new.flow = storage.tree_from_arrays(arrays, skeleton, label=label, prefix="flow")
+        new._norm = norm
+        new.losses = losses
+        new.info = {**info, "versions": dict(h.get("versions", {}))}
+        new.labels = labels if self.sim is None else self.labels
+        new.bank = None
+        return new
 
     def plot_losses(self, ax: Any = None) -> Any:
         """Training and validation loss per epoch (mean negative log-likelihood)."""

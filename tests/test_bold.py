@@ -253,7 +253,7 @@ def test_haemodynamic_breakdown_is_reported_as_the_monitors_failure():
     # resonance; the blood flow is pushed to zero and the model has no solution, while the
     # neural state stays finite. Region A (amplitude 0.01) is fine.
     conn = bm.Connectome.from_arrays(np.zeros((2, 2)), np.zeros((2, 2)), labels=["A", "B"])
-    hopf = bm.models.Hopf(a=[1e-4, 0.25], omega=2 * np.pi * 0.1 * u.Hz)
+    hopf = bm.models.Hopf(a=[1e-4, 0.25], omega=0.1 * u.Hz)
     net = bm.Network(hopf, conn, coupling=bm.coupling.Linear(G=0.0))
     sim = bm.Simulator(
         net, dt=0.5, duration=30 * u.second, monitor=BOLD(1000.0), init={"x": [0.01, 0.5]}

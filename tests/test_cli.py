@@ -1,4 +1,5 @@
-"""The `brainmass simulate` command and its private FC / spectrum helpers."""
+"""The `brainmass` command: `simulate` and its private FC / spectrum helpers, and `demo`
+(from `inference`, found through the `brainmass.commands` entry points)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import brainmass as bm
-from brainmass.__main__ import main
+from brainmass.__main__ import build_parser, main
 from brainmass.plotting import (
     _functional_connectivity,
     _mean_fc,
@@ -188,7 +189,7 @@ DEMO_FILES = (
     "ppc.png",
     "calibration.png",
     "npe_losses.png",
-    "npe.pkl",
+    "npe.npz",
     "bank.npz",
 )
 
@@ -215,7 +216,7 @@ def test_demo_tiny_run_writes_the_report(tmp_path):
     import arviz as az
 
     import inference as inf
-    from brainmass import _demo
+    from inference.demo import _run as _demo
 
     out = tmp_path / "demo"
     lines: list[str] = []
@@ -279,7 +280,7 @@ def test_demo_tiny_run_writes_the_report(tmp_path):
 
 def test_demo_statistics_match_numpy():
     """The NPE summary and the PPC statistics against plain NumPy on a random series."""
-    from brainmass import _demo
+    from inference.demo import _run as _demo
 
     rng = np.random.default_rng(3)
     n = 6
@@ -315,7 +316,7 @@ def test_demo_statistics_match_numpy():
 
 def test_demo_stored_calibration_reader_is_tolerant():
     """The stored benchmark is summarised whatever its layout, and never crashes the report."""
-    from brainmass import _demo_report
+    from inference.demo import _report as _demo_report
 
     by_problem = {
         "ou_raw": {
@@ -351,7 +352,7 @@ def test_demo_stored_calibration_reader_is_tolerant():
 
 
 def test_demo_help_describes_the_run(capsys):
-    from brainmass import _demo
+    from inference.demo import _run as _demo
 
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--help"])
@@ -373,7 +374,7 @@ def test_demo_help_describes_the_run(capsys):
 
 
 def test_demo_bad_arguments(tmp_path, capsys):
-    from brainmass import _demo
+    from inference.demo import _run as _demo
 
     with pytest.raises(SystemExit) as exc:
         main(["demo", "--seed", "-1", "--out", str(tmp_path / "a")])
@@ -404,3 +405,42 @@ def test_demo_bad_arguments(tmp_path, capsys):
         with pytest.raises(ValueError, match="seed: expected a non-negative integer"):
             _demo.run_demo(out, seed=seed)
     assert not out.exists()  # refused before anything is written
+
+
+def test_demo_is_registered_by_inference_through_an_entry_point():
+    from importlib.metadata import entry_points
+
+    import inference.demo
+
+    (ep,) = [ep for ep in entry_points(group="brainmass.commands") if ep.name == "demo"]
+    assert ep.load() is inference.demo.register
+    parser = build_parser()
+    args = parser.parse_args(["demo", "--quick", "--seed", "3"])
+    assert args.quick and args.seed == 3 and callable(args.handler)
+
+
+def test_demo_unavailable_without_inference(monkeypatch, capsys, tmp_path):
+    """`inference` not importable: `brainmass demo` says so; `simulate` is unaffected."""
+    monkeypatch.setitem(sys.modules, "inference.demo", None)  # import fails
+    assert main(["demo", "--quick", "--out", str(tmp_path / "d")]) == 2
+    err = capsys.readouterr().err
+    assert "brainmass demo: unavailable: inference.demo:register failed to load (" in err
+    assert "ModuleNotFoundError" in err
+    assert not (tmp_path / "d").exists()
+    with pytest.raises(SystemExit) as exc:
+        main(["simulate", "--help"])
+    assert exc.value.code == 0
+
+
+def test_demo_unavailable_without_the_entry_point(monkeypatch, capsys):
+    import brainmass.__main__ as cli
+
+    monkeypatch.setattr(cli, "_entry_points", lambda: [])
+    assert main(["demo"]) == 2
+    err = capsys.readouterr().err
+    assert "brainmass demo: unavailable: no installed package registers it" in err
+    assert "comes with the `inference` package" in err
+    with pytest.raises(SystemExit) as exc:  # other commands still reject unknown options
+        main(["simulate", "--bogus"])
+    assert exc.value.code == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err

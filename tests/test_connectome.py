@@ -325,6 +325,27 @@ def test_zip_path_traversal_is_never_extracted(tmp_path, monkeypatch):
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "a" / "evil.txt").exists()
 
 
+def test_a_small_hostile_zip_is_refused_before_it_is_expanded(tmp_path):
+    import tracemalloc
+
+    members = _good_members(3)
+    path = tmp_path / "bomb.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, text in members.items():
+            if name != "weights.txt":
+                zf.writestr(name, text)
+        zf.writestr("weights.txt", "0 " * 2**25)  # one 64 MiB line
+    assert path.stat().st_size < 200_000
+    tracemalloc.start()
+    with pytest.raises(
+        ValueError, match=r"bomb\.zip: member 'weights.txt' is 67108864 bytes.*3 x 3"
+    ):
+        Connectome.load(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20, peak  # nothing of it was decompressed
+
+
 def test_not_a_zip(tmp_path):
     path = tmp_path / "junk.zip"
     path.write_text("not a zip")

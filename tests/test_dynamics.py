@@ -501,7 +501,7 @@ def test_self_delayed_region_follows_characteristic_root(x64, G, tau, delays):
 _PATHS = ["coupling.G", "model.a", "noise.sigma"]
 
 
-def _noisy_delayed_hopf(n=4, duration=20.0, checkpoint=True, max_block=64):
+def _noisy_delayed_hopf(n=4, duration=20.0, remat=True, max_block=64):
     """A small noisy Hopf network with conduction delays (build it under x64)."""
     rng = np.random.default_rng(1)
     weights = rng.uniform(0.2, 1.0, (n, n))
@@ -520,7 +520,7 @@ def _noisy_delayed_hopf(n=4, duration=20.0, checkpoint=True, max_block=64):
         duration=duration,
         monitor=bm.monitors.Raw(period=1.0),
         init={"x": 0.1, "y": 0.0},
-        checkpoint=checkpoint,
+        remat=remat,
         max_block=max_block,
     )
 
@@ -565,9 +565,9 @@ def test_jit_equals_eager(x64):
     key = jax.random.key(2)
     sim = _noisy_delayed_hopf(duration=3.0)
     jitted = np.asarray(sim.run(key).signal)
-    # Eager: every primitive dispatched one by one. (checkpoint=False: jax.checkpoint
+    # Eager: every primitive dispatched one by one. (remat=False: jax.checkpoint
     # is very slow outside jit; checkpointing does not change the forward values.)
-    eager_sim = _noisy_delayed_hopf(duration=3.0, checkpoint=False)
+    eager_sim = _noisy_delayed_hopf(duration=3.0, remat=False)
     with jax.disable_jit():
         eager = np.asarray(eager_sim.run(key).signal)
     np.testing.assert_allclose(jitted, eager, rtol=1e-12, atol=1e-14)

@@ -59,7 +59,7 @@ def _sim(lam=LAM0, noise=None):
     monitor = bm.monitors.Raw(period=PERIOD)
     net = _net(lam, noise)
     init = {"x": X0}
-    return bm.Simulator(net, DT, DURATION, monitor, init, checkpoint=False)
+    return bm.Simulator(net, DT, DURATION, monitor, init, remat=False)
 
 
 @pytest.fixture(scope="module")
@@ -230,9 +230,9 @@ _BAD_OPTIONS = [
     ({"method": "differential-evolution"}, "Did you mean differential_evolution?"),
     ({"method": 3}, "method: expected a name or an optax.GradientTransformation"),
     ({"method": "differential_evolution"}, "but ['model.lam'] have no bounds"),
-    ({"method": "CMA", "n_starts": 2}, "n_starts: several starts are for gradient methods"),
-    ({"method": "Nelder-Mead", "n_starts": 2}, "n_starts: several starts"),
-    ({"n_starts": 0}, "n_starts: expected an integer >= 1"),
+    ({"method": "CMA", "num_starts": 2}, "num_starts: several starts are for gradient methods"),
+    ({"method": "Nelder-Mead", "num_starts": 2}, "num_starts: several starts"),
+    ({"num_starts": 0}, "num_starts: expected an integer >= 1"),
     ({"clip_norm": 0.0}, "clip_norm: expected a norm > 0"),
     ({"population": 1}, "population: expected an integer >= 2"),
     ({"batch_size": 0}, "batch_size: expected an integer >= 1"),
@@ -258,10 +258,10 @@ def test_bad_fit_arguments_are_named(sim, target):
         fitter.fit(steps=1, init={"model.lam": 0.2})
     with pytest.raises(ValueError, match=re.escape("init[0]: the values of ['coupling.G'] lie")):
         fitter.fit(steps=1, init={"model.lam": 0.2, "coupling.G": 1.5})
-    with pytest.raises(ValueError, match="init: expected one dict or a list of n_starts = 1"):
+    with pytest.raises(ValueError, match="init: expected one dict or a list of num_starts = 1"):
         fitter.fit(steps=1, init=[{"model.lam": 0.2, "coupling.G": 0.1}] * 2)
-    multi = _fitter(sim, {"coupling.G": bm.Bounded(0.0, 1.0)}, target, n_starts=2)
-    with pytest.raises(ValueError, match=re.escape("key: random starts (n_starts > 1)")):
+    multi = _fitter(sim, {"coupling.G": bm.Bounded(0.0, 1.0)}, target, num_starts=2)
+    with pytest.raises(ValueError, match=re.escape("key: random starts (num_starts > 1)")):
         multi.fit(steps=1)
 
 
@@ -362,7 +362,7 @@ _STARTS = [
 @pytest.mark.parametrize("method", ["adam", "L-BFGS-B"])
 def test_multi_start_equals_each_start_alone(sim, target, method):
     steps = 15 if method == "adam" else 8
-    multi = _fitter(sim, PARAMS, target, method, n_starts=3)
+    multi = _fitter(sim, PARAMS, target, method, num_starts=3)
     res = multi.fit(steps=steps, init=_STARTS)
     single = _fitter(sim, PARAMS, target, method)
     alone = [single.fit(steps=steps, init=s) for s in _STARTS]
@@ -397,13 +397,14 @@ def test_failed_evaluations_count_as_infinite_and_the_fit_goes_on(sim):
     assert 0 < res.n_failed < res.n_simulations
     assert np.isfinite(res.loss) and res.params["coupling.G"] == pytest.approx(G, rel=1e-2)
     # gradient starts: a failing start is skipped every step, the other converges
-    two = _fitter(sim, params, target, n_starts=2, learning_rate=0.1)
+    two = _fitter(sim, params, target, num_starts=2, learning_rate=0.1)
     res = two.fit(steps=20, init=[{"coupling.G": 0.1}, {"coupling.G": 40.0}])
     assert res.n_failed == 20 and res.n_simulations == 40
     assert np.isfinite(res.start_losses[0]) and res.start_losses[1] == np.inf
     assert np.isfinite(res.loss) and np.all(np.isfinite(res.loss_history))
     # only failing starts: every step skipped, the point unchanged, the loss inf
-    res = two.fit(steps=5, init=[{"coupling.G": 40.0}, {"coupling.G": 45.0}])
+    with pytest.warns(UserWarning, match="every one of the 10 evaluations failed"):
+        res = two.fit(steps=5, init=[{"coupling.G": 40.0}, {"coupling.G": 45.0}])
     assert res.n_failed == 10 and res.loss == np.inf and np.all(res.best_history == np.inf)
     assert res.params["coupling.G"] == pytest.approx(40.0, rel=1e-6)
 
@@ -498,8 +499,11 @@ def test_fit_result_save_load_round_trip(adam_fit, tmp_path):
         else:
             assert mine == theirs, field.name
     np.savez(tmp_path / "other.npz", meta=np.asarray('{"format": "x"}'))
-    with pytest.raises(ValueError, match="is not a brainmass FitResult file"):
+    with pytest.raises(ValueError, match="other.npz is not a brainmass.FitResult file"):
         bm.FitResult.load(tmp_path / "other.npz")
+    path.write_bytes(path.read_bytes()[:-100])  # truncated: an error naming the file
+    with pytest.raises(ValueError, match="fit.npz is not a brainmass.FitResult file or is trunc"):
+        bm.FitResult.load(path)
 
 
 def _hand_made_result():
@@ -562,7 +566,7 @@ def test_plot_and_repr(adam_fit):
 
 @pytest.mark.parametrize(
     ("method", "options"),
-    [("adam", {"n_starts": 2}), ("CMA", {"population": 10, "batch_size": 4})],
+    [("adam", {"num_starts": 2}), ("CMA", {"population": 10, "batch_size": 4})],
 )
 def test_one_compilation_per_fit(sim, target, method, options):
     objective, traces = _counting(RMSE)

@@ -178,7 +178,10 @@ def test_failed_simulation_is_minus_inf_and_fits_go_on(sim, data):
     z_blowup = wide.flatten({"model.lam": 0.05, "coupling.G": 1.9})
     assert float(ld.fn(z_blowup)) == -math.inf
     assert np.isfinite(float(ld.fn(wide.flatten({"model.lam": 0.05, "coupling.G": 0.02}))))
-    fit = inf.map_estimate(wide, data, jax.random.key(2), num_starts=8, steps=200, progress=False)
+    with pytest.warns(UserWarning, match=r"map_estimate: \d of 8 starts failed"):
+        fit = inf.map_estimate(
+            wide, data, jax.random.key(2), num_starts=8, steps=200, progress=False
+        )
     assert fit.n_failed > 0  # some prior draws of G start in the blown-up region
     assert np.isfinite(fit.log_density)
     np.testing.assert_allclose(fit.params["model.lam"], LAM, rtol=0.05)
@@ -276,10 +279,16 @@ def test_posterior_to_arviz(posteriors, tmp_path):
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "Consolidated metadata")  # zarr 3 says so
             path = post.save(tmp_path / f"post{suffix}")
+            path = post.save(path)  # overwriting: atomic, leaves no temporary file
         back = inf.Posterior.load(path)
         np.testing.assert_array_equal(back.samples["model.lam"], post.samples["model.lam"])
         np.testing.assert_array_equal(back.log_likelihood, post.log_likelihood)
         assert back.units == post.units and back.method == post.method
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["post.nc", "post.zarr"]
+    broken = tmp_path / "broken.nc"
+    broken.write_bytes((tmp_path / "post.nc").read_bytes()[:2000])
+    with pytest.raises(ValueError, match="broken.nc cannot be read as a posterior"):
+        inf.Posterior.load(broken)
 
 
 def test_stock_arviz_plots(posteriors):

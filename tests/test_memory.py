@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import brainmass as bm
 
 
-def _grad_memory_mb(duration_ms: float, checkpoint: bool = True) -> float:
+def _grad_memory_mb(duration_ms: float, remat: bool = True) -> float:
     conn = bm.Connectome.synthetic(80, seed=0)
     net = bm.Network(
         bm.models.Hopf(),
@@ -17,7 +17,7 @@ def _grad_memory_mb(duration_ms: float, checkpoint: bool = True) -> float:
         speed=5.0,
         noise=bm.noise.Additive(0.02),
     )
-    sim = bm.Simulator(net, dt=0.1, duration=duration_ms, checkpoint=checkpoint)
+    sim = bm.Simulator(net, dt=0.1, duration=duration_ms, remat=remat)
     f = sim.function(["coupling.G"])
     key = jax.random.key(0)
 

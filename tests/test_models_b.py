@@ -136,7 +136,8 @@ def test_parameter_domains_and_units():
     with pytest.raises(ValueError, match="Delta"):
         CoombesByrne(Delta=0.0)
     assert float(MontbrioPazoRoxin(tau=0.01 * u.second).tau) == pytest.approx(10.0)
-    assert float(Kuramoto(omega=0.1 * u.kHz).omega) == pytest.approx(0.1)
+    assert float(Kuramoto(omega=0.1 * u.kHz).omega) == pytest.approx(0.2 * np.pi)  # cycles
+    assert float(Kuramoto(omega=0.1 * u.radian / u.ms).omega) == pytest.approx(0.1)
     assert float(CoombesByrne(alpha=500.0 * u.Hz).alpha) == pytest.approx(0.5)
 
 

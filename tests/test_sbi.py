@@ -125,8 +125,8 @@ def test_amortized_cohort_of_20_subjects_covers_at_the_nominal_rate(npe, space):
 
 
 def test_save_load_gives_identical_samples(npe, tmp_path):
-    path = npe.save(tmp_path / "npe.pkl")
-    loaded = NPE.load(path)
+    path = npe.save(tmp_path / "npe.npz")
+    loaded = NPE(None, PRIORS, None, **SMALL).load(path)  # built as for training, then loaded
     x_obs = np.array([0.1, 0.9])
     a = npe.posterior(features=x_obs).sample(jax.random.key(9), 500)
     b = loaded.posterior(features=x_obs).sample(jax.random.key(9), 500)
@@ -205,7 +205,7 @@ def test_bank_drops_failures_resumes_and_grows(ou_sim, tmp_path):
     loaded = SimulationBank.load(path)
     np.testing.assert_array_equal(loaded.x, full.x)
     assert loaded.names == ["coupling.G", "model.lam"]
-    with pytest.raises(ValueError, match="other priors"):
+    with pytest.raises(ValueError, match="priors: saved"):
         simulate_bank(
             ou_sim, {"coupling.G": dist.Uniform(0.0, 1.0)}, _log_variance, key, 48, path=path
         )

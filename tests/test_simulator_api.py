@@ -258,7 +258,9 @@ def test_parameter_info(noisy_sim, linear_sim):
             assert entry.unit == "", path
         else:
             # the printed unit is the canonical unit's name, and the value is in it
-            printed = "1/ms" if unit == u.ms**-1 else str(noisy_sim.params()[path].unit)
+            printed = str(noisy_sim.params()[path].unit)
+            if unit == u.ms**-1:  # brainunit equates rad/ms and 1/ms; the name tells them apart
+                printed = "rad/ms" if path.endswith("omega") else "1/ms"
             assert entry.unit == printed, path
             np.testing.assert_allclose(
                 np.asarray(entry.value), _quantity_value(noisy_sim.params()[path], unit)
@@ -288,10 +290,12 @@ def test_with_params_returns_new_simulator_and_leaves_old_unchanged(noisy_sim):
 
 def test_with_params_converts_model_quantities(noisy_sim):
     new = noisy_sim.with_params({"model.omega": 10 * u.Hz, "model.a": -20 * u.Hz})
-    # 10 Hz = 10 / s = 0.01 / ms
-    np.testing.assert_allclose(_quantity_value(new.params()["model.omega"], u.ms**-1), 0.01)
+    # omega is an angular frequency: 10 Hz (cycles) = 2 pi 10 rad/s = 0.0628 rad/ms;
+    # a is a rate: -20 Hz = -20 / s = -0.02 / ms
+    w = 2 * np.pi * 0.01
+    np.testing.assert_allclose(_quantity_value(new.params()["model.omega"], u.ms**-1), w)
     np.testing.assert_allclose(_quantity_value(new.params()["model.a"], u.ms**-1), -0.02)
-    np.testing.assert_allclose(float(new.network.model.omega), 0.01, rtol=1e-6)
+    np.testing.assert_allclose(float(new.network.model.omega), w, rtol=1e-6)
 
 
 def test_with_params_per_region_arrays(noisy_sim):

@@ -80,7 +80,7 @@ def _hopf_sim(dt, solver):
         monitor=bm.monitors.Raw(period=_PERIOD),
         init={"x": _X0, "y": _Y0},
         solver=solver,
-        checkpoint=False,  # cheaper to compile; the forward values are the same
+        remat=False,  # cheaper to compile; the forward values are the same
     )
 
 

@@ -253,7 +253,9 @@ def test_plot_1d_and_2d_return_axes(sweep_1d, sweep_2d):
 
 def test_to_netcdf_round_trip(sweep_2d, tmp_path):
     path = tmp_path / "sweep.nc"
-    sweep_2d.to_netcdf(path)
+    assert sweep_2d.to_netcdf(path) == path
+    assert sweep_2d.to_netcdf(path) == path  # over an existing file: atomic, no litter
+    assert [p.name for p in tmp_path.iterdir()] == ["sweep.nc"]
     with xr.open_dataset(path, engine="h5netcdf") as back:
         xr.testing.assert_allclose(back.load(), sweep_2d.data)
         assert back["model.lam"].attrs["units"] == "1/ms"
@@ -289,8 +291,8 @@ def noisy_sim():
     net = bm.Network(
         bm.models.Linear(), conn, coupling=bm.coupling.Linear(G=0.1), noise=bm.noise.Additive(0.05)
     )
-    # checkpoint=False: no gradients here, and the noisy loop compiles twice as fast
-    return bm.Simulator(net, dt=DT, duration=20.0, checkpoint=False)
+    # remat=False: no gradients here, and the noisy loop compiles twice as fast
+    return bm.Simulator(net, dt=DT, duration=20.0, remat=False)
 
 
 def test_common_random_numbers_and_keys_per_point(noisy_sim):
@@ -325,7 +327,7 @@ def test_common_random_numbers_and_keys_per_point(noisy_sim):
 def test_delayed_network_sweep_equals_points_one_by_one():
     conn = bm.Connectome.synthetic(N, seed=2)
     net = bm.Network(bm.models.Hopf(), conn, coupling=bm.coupling.Linear(G=0.2), speed=3.0)
-    sim = bm.Simulator(net, dt=DT, duration=DURATION, init={"x": X0, "y": 0.1}, checkpoint=False)
+    sim = bm.Simulator(net, dt=DT, duration=DURATION, init={"x": X0, "y": 0.1}, remat=False)
     grid = {"coupling.G": [0.1, 0.5], "model.a": [-0.05, 0.02]}
     # a statistic returning a dict: its keys name the variables
     both = lambda s: {name: fn(s) for name, fn in STATISTICS.items()}  # noqa: E731
@@ -370,7 +372,7 @@ def _resume_sweep(sim, default_target, path, **kwargs):
         objective=objective,
         statistic=counting_mean,
         chunk_size=2,
-        checkpoint_path=path,
+        checkpoint=path,
     )
     options.update(kwargs)
     options.setdefault("target", default_target)
@@ -421,12 +423,15 @@ def test_checkpoint_of_another_sweep_is_an_error(linear_sim, target, resume_refe
     }
     for what, change in changes.items():
         with pytest.raises(
-            ValueError, match=rf"holds a different sweep \({what} differ.*resume=False"
+            ValueError, match=rf"holds a different sweep: .*[(; ]{what}: saved .*resume=False"
         ):
             _resume_sweep(linear_sim, target, path, progress=False, **change)
     other = linear_sim.with_params({"model.lam": 0.2})
-    with pytest.raises(ValueError, match="simulator differ"):
+    with pytest.raises(ValueError, match=r"\(network: saved digest:\w+, now digest:\w+\)"):
         _resume_sweep(other, target, path, progress=False)
+    finer = bm.Simulator(linear_sim.network, dt=DT / 2, duration=DURATION, init={"x": X0})
+    with pytest.raises(ValueError, match=rf"dt: saved {linear_sim.dt:g}, now {DT / 2:g}"):
+        _resume_sweep(finer, target, path, progress=False)
     # resume=False starts over and overwrites the checkpoint
     CALLS.update(count=0)
     res = _resume_sweep(linear_sim, target, path, progress=False, resume=False, grid=G_RESUME[:5])

@@ -246,6 +246,35 @@ def test_checkpoint_from_other_settings_is_refused(linear_trainer, small, data, 
         Trainer(LinearRNN(jax.random.key(99)), learning_rate=0.05).fit(
             jax.random.key(0), train, epochs=2, checkpoint=path, **SETTINGS
         )
+    # the optimiser's learning rate is a setting: a resume with another one is refused
+    with pytest.raises(ValueError, match=r"checkpoint: .*learning_rate: saved 0\.05, now 0\.01"):
+        Trainer(linear_trainer.network, learning_rate=0.01).fit(
+            jax.random.key(0), train, epochs=2, checkpoint=path, **SETTINGS
+        )
+
+    # ... also inside an optimiser given whole (its closures are hashed to the depth of optax's)
+    path2 = tmp_path / "adam.ckpt"
+    Trainer(linear_trainer.network, optimizer=optax.adam(0.05)).fit(
+        jax.random.key(0), train, epochs=1, checkpoint=path2, **SETTINGS
+    )
+    with pytest.raises(ValueError, match=r"checkpoint: .*optimizer: saved \w+, now \w+"):
+        Trainer(linear_trainer.network, optimizer=optax.adam(0.01)).fit(
+            jax.random.key(0), train, epochs=2, checkpoint=path2, **SETTINGS
+        )
+
+
+def test_damaged_checkpoints_name_the_file(linear_trainer, small, tmp_path):
+    train, _ = small
+    text = tmp_path / "notes.txt"  # a text file given as a checkpoint (was a bare MemoryError)
+    text.write_text("epoch 3 looked fine\n" * 40)
+    path = tmp_path / "run.ckpt"
+    linear_trainer.fit(jax.random.key(0), train, epochs=1, checkpoint=path, **SETTINGS)
+    truncated = tmp_path / "truncated.ckpt"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    for bad in (text, truncated):
+        with pytest.raises(ValueError, match=f"checkpoint: .*{bad.name} is not a .*Trainer"):
+            linear_trainer.fit(jax.random.key(0), train, epochs=2, checkpoint=bad, **SETTINGS)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt", "run.ckpt", "truncated.ckpt"]
 
 
 def test_bad_arguments_are_value_errors(linear_trainer, data):

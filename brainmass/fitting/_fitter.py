@@ -9,6 +9,7 @@ the fit goes on (the result counts the failures).
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..errors import SimulationError
 from ..simulator import Simulator
 from ..units import to_canonical
 from ._result import FitResult
@@ -102,7 +104,7 @@ class Fitter:
       name; default 0.05, in units of $z$: for `Bounded` and `Positive`
       parameters a step of 0.05 changes the value by about 1-5 %).
     - `clip_norm`: clip the gradient to this global norm (default None).
-    - `n_starts`: gradient methods: starts run at once (vmap); the first is
+    - `num_starts`: gradient methods: starts run at once (vmap); the first is
       the initial point, the others random (`Bounded`: uniform in the bounds;
       `Positive`: a factor of up to 3 from the initial value). Default 1.
     - `population`: nevergrad: candidates per generation (default: the
@@ -118,6 +120,15 @@ class Fitter:
       more than `min_delta` for `patience` iterations (default: never stop
       early).
     - `progress`: show a progress bar (default True).
+
+    **Failed evaluations.** A simulation that blows up, or an objective that is
+    NaN or inf, is an infinite loss: the fit goes on and `FitResult.n_failed`
+    counts them. When *every* evaluation fails (any method), `fit` does not
+    raise: it returns a `FitResult` marked failed, with `loss = inf`,
+    `n_failed == n_simulations` and `params` at the starting point (the first
+    start), and warns (`UserWarning`) with the count and the reason found at
+    the starting point (the `SimulationError` message naming where the run blew
+    up, or the objective's value).
     """
 
     def __init__(
@@ -130,7 +141,7 @@ class Fitter:
         *,
         learning_rate: Any = 0.05,
         clip_norm: float | None = None,
-        n_starts: int = 1,
+        num_starts: int = 1,
         population: int | None = None,
         batch_size: int = 64,
         noise: str = "fixed",
@@ -158,14 +169,14 @@ class Fitter:
                     raise ValueError(f"clip_norm: expected a norm > 0, got {clip_norm!r}.")
                 optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
             self.optimizer = optimizer
-        if not (isinstance(n_starts, int) and n_starts >= 1):
-            raise ValueError(f"n_starts: expected an integer >= 1, got {n_starts!r}.")
-        if n_starts > 1 and self.kind != "gradient" and self.method_name != "L-BFGS-B":
+        if not (isinstance(num_starts, int) and num_starts >= 1):
+            raise ValueError(f"num_starts: expected an integer >= 1, got {num_starts!r}.")
+        if num_starts > 1 and self.kind != "gradient" and self.method_name != "L-BFGS-B":
             raise ValueError(
-                f"n_starts: several starts are for gradient methods and L-BFGS-B; {method!r} "
+                f"num_starts: several starts are for gradient methods and L-BFGS-B; {method!r} "
                 "searches with a population instead (population=)."
             )
-        self.n_starts = n_starts
+        self.num_starts = num_starts
         if population is not None and not (isinstance(population, int) and population >= 2):
             raise ValueError(f"population: expected an integer >= 2, got {population!r}.")
         self.population = population
@@ -257,7 +268,34 @@ class Fitter:
             from ._gradient_free import run_scipy
 
             best_z, start_losses = run_scipy(self, key, steps, starts, recorder)
-        return recorder.result(best_z, start_losses, time.perf_counter() - recorder.t0)
+        if best_z is None:  # no evaluation succeeded: report the starting point
+            best_z = starts[0]
+        result = recorder.result(best_z, start_losses, time.perf_counter() - recorder.t0)
+        if result.n_simulations > 0 and result.n_failed == result.n_simulations:
+            warnings.warn(
+                f"Fitter.fit ({self.method_name}): every one of the {result.n_simulations} "
+                "evaluations failed, so the result holds the starting point with loss inf. "
+                f"At the starting point: {self._failure_reason(starts[0], key)} Check the "
+                "parameters' bounds and initial values (params=..., init=...).",
+                UserWarning,
+                stacklevel=2,
+            )
+        return result
+
+    def _failure_reason(self, z: Any, key: Any) -> str:
+        """Why the evaluation at `z` failed: the SimulationError message, or the objective."""
+        try:
+            result = self._simulate(self.space.to_theta(jnp.asarray(z)), self._key(key, 0))
+            if not bool(result.ok):
+                try:
+                    result.check()
+                except SimulationError as err:
+                    return str(err).split(" run(key, check=False)")[0].rstrip("; ") + "."
+                return "the simulation failed."
+            value = self.objective(result.signal, self.target)
+            return f"the simulation ran, but the objective returned {float(value)}."
+        except Exception as err:  # the diagnosis must never hide the result
+            return f"(could not re-evaluate it: {type(err).__name__}: {err})"
 
     def _z_of(self, values: Mapping[str, Any], name: str) -> Any:
         """The unconstrained point of `{path: value}` (quantities or canonical units)."""
@@ -269,11 +307,11 @@ class Fitter:
         return self.space.to_z(canonical)
 
     def _starts(self, key: Any, init: Any) -> Any:
-        """The starting points `(n_starts, size)` in z: given ones first, then random ones."""
+        """The starting points `(num_starts, size)` in z: given ones first, then random ones."""
         inits = [] if init is None else list(init) if isinstance(init, list | tuple) else [init]
-        if len(inits) not in (0, 1, self.n_starts):
+        if len(inits) not in (0, 1, self.num_starts):
             raise ValueError(
-                f"init: expected one dict or a list of n_starts = {self.n_starts} dicts, "
+                f"init: expected one dict or a list of num_starts = {self.num_starts} dicts, "
                 f"got {len(inits)}."
             )
         zs = []
@@ -290,11 +328,11 @@ class Fitter:
                     f"(bounds, or > 0 for Positive); got {values}."
                 )
             zs.append(z)
-        if len(zs) < self.n_starts:  # the initial point (unless given), then random ones
-            if key is None and self.n_starts > 1:
-                raise ValueError("key: random starts (n_starts > 1) need a jax.random key.")
+        if len(zs) < self.num_starts:  # the initial point (unless given), then random ones
+            if key is None and self.num_starts > 1:
+                raise ValueError("key: random starts (num_starts > 1) need a jax.random key.")
             sub = None if key is None else jax.random.fold_in(key, 0x5EED)
-            zs += list(self.space.random_starts(sub, self.n_starts)[len(zs) :])
+            zs += list(self.space.random_starts(sub, self.num_starts)[len(zs) :])
         return jnp.stack(zs)
 
 
@@ -302,7 +340,7 @@ class _Recorder:
     """The outer driver's state: histories, counters, best point, progress bar."""
 
     def __init__(self, fitter: Fitter, steps: int):
-        from .._progress import progress_bar
+        from ..progress import progress_bar
 
         self.fitter = fitter
         self.losses: list[float] = []

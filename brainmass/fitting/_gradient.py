@@ -45,7 +45,7 @@ def _make_step(fitter: Fitter):
 def run_gradient(
     fitter: Fitter, key: Any, steps: int, starts: Any, recorder: _Recorder
 ) -> tuple[Any, np.ndarray]:
-    """Run `steps` optimiser steps from `starts` `(n_starts, size)`.
+    """Run `steps` optimiser steps from `starts` `(num_starts, size)`.
 
     The loss recorded for a step is the loss at the point *before* the update
     (the point whose gradient was taken), so the best point is one that was

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .. import storage
+
 __all__ = ["FitResult"]
 
-_FORMAT = "brainmass.FitResult/1"
+_KIND = "brainmass.FitResult"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,7 +34,7 @@ class FitResult:
     - `best_history`: `(n_iterations,)`, the best loss so far.
     - `simulations_history`: `(n_iterations,)`, simulations run up to and
       including each iteration.
-    - `start_losses`: `(n_starts,)`, the best loss of each start (gradient
+    - `start_losses`: `(num_starts,)`, the best loss of each start (gradient
       methods and L-BFGS-B with several starts; one entry otherwise). A start
       that early stopping cut off before it ran (L-BFGS-B) has inf.
     - `n_simulations`: forward simulations run (a gradient evaluation counts one).
@@ -102,12 +103,15 @@ class FitResult:
         return ax
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the result to a `.npz` file (arrays plus JSON metadata); returns the path."""
+        """Write the result to a `.npz` file (arrays plus a JSON header; no pickle).
+
+        The write is atomic (`brainmass.storage`): an interrupted save leaves the
+        previous file. `.npz` is appended to `path` when missing; returns the path.
+        """
         path = Path(path)
         if path.suffix != ".npz":
             path = path.with_name(path.name + ".npz")
         meta = {
-            "format": _FORMAT,
             "units": self.units,
             "loss": self.loss,
             "method": self.method,
@@ -118,45 +122,42 @@ class FitResult:
             "stopped_early": self.stopped_early,
             "paths": list(self.params),
         }
-        arrays = {f"param:{p}": np.asarray(v) for p, v in self.params.items()}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(
-            tmp,
-            meta=np.asarray(json.dumps(meta)),
-            loss_history=self.loss_history,
-            best_history=self.best_history,
-            simulations_history=self.simulations_history,
-            start_losses=self.start_losses,
+        arrays = {
+            "loss_history": self.loss_history,
+            "best_history": self.best_history,
+            "simulations_history": self.simulations_history,
+            "start_losses": self.start_losses,
             **({} if self.time_history is None else {"time_history": self.time_history}),
-            **arrays,
-        )
-        os.replace(tmp, path)
-        return path
+            **{f"param:{p}": np.asarray(v) for p, v in self.params.items()},
+        }
+        return storage.save(path, _KIND, arrays, header=meta)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> FitResult:
-        """Read a result written by `save`."""
-        with np.load(Path(path), allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            if meta.get("format") != _FORMAT:
-                raise ValueError(f"path: {path} is not a brainmass FitResult file.")
-            params = {p: np.asarray(data[f"param:{p}"]) for p in meta["paths"]}
-            return cls(
-                params=params,
-                units=meta["units"],
-                loss=float(meta["loss"]),
-                method=meta["method"],
-                loss_history=np.asarray(data["loss_history"]),
-                best_history=np.asarray(data["best_history"]),
-                simulations_history=np.asarray(data["simulations_history"]),
-                start_losses=np.asarray(data["start_losses"]),
-                n_simulations=int(meta["n_simulations"]),
-                n_gradient_evaluations=int(meta["n_gradient_evaluations"]),
-                n_failed=int(meta["n_failed"]),
-                wall_time=float(meta["wall_time"]),
-                stopped_early=bool(meta["stopped_early"]),
-                time_history=np.asarray(data["time_history"]) if "time_history" in data else None,
-            )
+        """Read a result written by `save`.
+
+        **Raises:** `FileNotFoundError`; `brainmass.storage.StorageError` (a
+        `ValueError`) naming the file when it is damaged or not a `FitResult` file.
+        """
+        record = storage.load(path, _KIND)
+        meta, data = record.header, record.arrays
+        params = {p: data[f"param:{p}"] for p in meta["paths"]}
+        return cls(
+            params=params,
+            units=meta["units"],
+            loss=float(meta["loss"]),
+            method=meta["method"],
+            loss_history=data["loss_history"],
+            best_history=data["best_history"],
+            simulations_history=data["simulations_history"],
+            start_losses=data["start_losses"],
+            n_simulations=int(meta["n_simulations"]),
+            n_gradient_evaluations=int(meta["n_gradient_evaluations"]),
+            n_failed=int(meta["n_failed"]),
+            wall_time=float(meta["wall_time"]),
+            stopped_early=bool(meta["stopped_early"]),
+            time_history=data.get("time_history"),
+        )
 
     def __repr__(self) -> str:
         def show(p, v):

@@ -74,7 +74,7 @@ class Bounded(AbstractParameter):
       simulator's current value (which must then lie inside).
     - `per_region`: fit one value per region (default False: one shared value).
 
-    Random starts (`n_starts > 1`) are drawn uniformly in `(low, high)`.
+    Random starts (`num_starts > 1`) are drawn uniformly in `(low, high)`.
     """
 
     low: Any
@@ -209,7 +209,7 @@ class ParameterSpace(eqx.Module):
                 "params: expected a non-empty dict {path: bm.Bounded(...) | bm.Positive() | "
                 f"bm.Unbounded()}}, e.g. {{'coupling.G': bm.Bounded(0.0, 1.0)}}; got {params!r}."
             )
-        specs = sim._check_paths(list(params))
+        specs = {path: sim.spec(path) for path in params}  # unknown paths: a clear error
         n_regions = sim.network.n_regions
         entries, offset = [], 0
         for path, parameter in params.items():
@@ -224,7 +224,7 @@ class ParameterSpace(eqx.Module):
                     "coupling.G (scales the weights) or network.speed (scales the delays)."
                 )
             spec = specs[path]
-            current = np.asarray(sim._get(spec.attrs), dtype=float)
+            current = np.asarray(spec.value, dtype=float)
             if parameter.per_region and path.startswith(("network.", "noise.")):
                 raise ValueError(
                     f"params[{path!r}]: per_region=True needs a model, coupling or monitor "

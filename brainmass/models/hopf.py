@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from .._custom_types import Coupling, State
 from .._params import param
+from ..units import RAD_PER_MS
 from ._base import AbstractNeuralMass
 
 __all__ = ["Hopf"]
@@ -27,6 +28,12 @@ class Hopf(AbstractNeuralMass):
     focus (noise-driven damped oscillations at $\omega$); for $a > 0$ a stable
     limit cycle of radius $\sqrt a$. Time in ms: $a$ in 1/ms, $\omega$ in rad/ms.
 
+    $\omega$ is an angular frequency: a plain number is read in rad/ms, a
+    quantity in rad/s or rad/ms keeps its value, and a quantity in Hz is the
+    cycle frequency $f$ of the oscillation, converted to $\omega = 2\pi f$:
+    `Hopf(omega=10 * u.Hz)` oscillates at 10 Hz ($\omega \approx 0.0628$ rad/ms).
+    Note that `2 * pi * 10 * u.Hz` is therefore 62.8 Hz.
+
     Deco, Kringelbach, Jirsa & Ritter (2017), "The dynamics of resting
     fluctuations in the brain: metastability and its dynamical cortical core",
     Sci. Rep. 7:3095; Kuznetsov (2004), Elements of Applied Bifurcation Theory.
@@ -36,7 +43,9 @@ class Hopf(AbstractNeuralMass):
 
     a: float = param(-0.02, unit=u.ms**-1, doc="bifurcation parameter (distance to the Hopf point)")
     omega: float = param(
-        2 * math.pi * 0.010, unit=u.ms**-1, doc="angular frequency (rad/ms); 10 Hz by default"
+        2 * math.pi * 0.010,
+        unit=RAD_PER_MS,
+        doc="angular frequency (rad/ms; a quantity in Hz is f, read as 2 pi f); 10 Hz by default",
     )
 
     state_variables: ClassVar[tuple[str, ...]] = ("x", "y")

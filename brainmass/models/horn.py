@@ -13,7 +13,7 @@ import numpy as np
 
 from .._custom_types import Array, Coupling, Float, PRNGKeyArray, State
 from .._params import param
-from ..units import to_float
+from ..units import PER_MS, RAD_PER_MS, to_canonical, to_float
 from ._base import AbstractNeuralMass
 
 __all__ = ["HORN", "HORNSeqNetwork"]
@@ -64,13 +64,18 @@ class HORN(AbstractNeuralMass):
 
     Defaults are the published ones with one integration step $h = 1$ read as
     1 ms: $\omega = 2\pi/28$ rad/ms (about 36 Hz), $\gamma = 0.01$/ms,
-    $\alpha = 0.04$. The default initial state is $x = 0.1$, $y = 0$ (the
+    $\alpha = 0.04$. $\omega$ is an angular frequency: a plain number is read in
+    rad/ms, a quantity in Hz is the cycle frequency $f$, read as $2\pi f$
+    (`HORN(omega=36 * u.Hz)`). The default initial state is $x = 0.1$, $y = 0$ (the
     paper starts from rest; a small displacement makes the free oscillation
     visible without input).
     """
 
     omega: Float = param(
-        _OMEGA, unit=u.ms**-1, domain="positive", doc="natural frequency (rad/ms); 2 pi/28 default"
+        _OMEGA,
+        unit=RAD_PER_MS,
+        domain="positive",
+        doc="natural angular frequency (rad/ms; a quantity in Hz is f, read as 2 pi f)",
     )
     gamma: Float = param(_GAMMA, unit=u.ms**-1, domain="positive", doc="damping rate (1/ms)")
     alpha: Float = param(_ALPHA, domain="positive", doc="excitability: gain of the tanh input")
@@ -200,8 +205,10 @@ class HORNSeqNetwork(eqx.Module):
         - `key`: a `jax.random` key for the weights (and heterogeneous frequencies).
         - `n_inputs`, `n_units`, `n_outputs`: input channels, oscillators, outputs.
         - `h`: integration step (ms, or a brainunit time); default 1.
-        - `omega`: natural frequency (rad/ms), a scalar or shape `(n_units,)`.
-        - `gamma`: damping (1/ms), a scalar or shape `(n_units,)`.
+        - `omega`: natural angular frequency (rad/ms), a scalar or shape
+          `(n_units,)`; a quantity in Hz is the cycle frequency $f$, read as
+          $2\pi f$ (`omega=36 * u.Hz`).
+        - `gamma`: damping (1/ms, or a brainunit rate), a scalar or shape `(n_units,)`.
         - `alpha`: excitability (dimensionless), a scalar or shape `(n_units,)`.
         - `per_unit`: one trainable $\omega, \gamma, \alpha$ per unit (True) or
           one shared value each (False).
@@ -226,8 +233,8 @@ class HORNSeqNetwork(eqx.Module):
         h = to_float(h, u.ms, "h")
         if not (math.isfinite(h) and h > 0):
             raise ValueError(f"h: expected a step > 0 ms, got {h}.")
-        omega = _positive(omega, n_units, per_unit, "omega")
-        gamma = _positive(gamma, n_units, per_unit, "gamma")
+        omega = _positive(to_canonical(omega, RAD_PER_MS, "omega"), n_units, per_unit, "omega")
+        gamma = _positive(to_canonical(gamma, PER_MS, "gamma"), n_units, per_unit, "gamma")
         alpha = _positive(alpha, n_units, per_unit, "alpha")
         draws = _draw(key, int(n_inputs), int(n_units), int(n_outputs))
         if heterogeneous:

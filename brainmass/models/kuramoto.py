@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import ClassVar
 
-import brainunit as u
 import jax.numpy as jnp
 
 from .._custom_types import Coupling, Float, State
 from .._params import param
+from ..units import RAD_PER_MS
 from ._base import AbstractNeuralMass
 
 __all__ = ["Kuramoto"]
@@ -39,6 +39,10 @@ class Kuramoto(AbstractNeuralMass):
       $\approx 0.0628$ rad/ms (alpha band, as `Hopf`). The Virtual Brain's
       `Kuramoto` defaults to $\omega = 1$ rad/ms ($\approx 159$ Hz); Cabral et
       al. (2011) use 40-60 Hz.
+    - $\omega$ is an angular frequency: a plain number is read in rad/ms, a
+      quantity in rad/s or rad/ms keeps its value, and a quantity in Hz is the
+      cycle frequency $f$, converted to $\omega = 2\pi f$
+      (`Kuramoto(omega=10 * u.Hz)` turns ten times a second).
     - $\theta$ is a periodic variable: fixed-step solvers wrap it into
       $[0, 2\pi)$ after every step (the dynamics see it only through sines
       and cosines), so long runs keep full float32 resolution. Frequencies are
@@ -51,7 +55,9 @@ class Kuramoto(AbstractNeuralMass):
     """
 
     omega: float = param(
-        2 * math.pi * 0.010, unit=u.ms**-1, doc="natural angular frequency (rad/ms); 10 Hz"
+        2 * math.pi * 0.010,
+        unit=RAD_PER_MS,
+        doc="natural angular frequency (rad/ms; a quantity in Hz is f, read as 2 pi f); 10 Hz",
     )
 
     state_variables: ClassVar[tuple[str, ...]] = ("theta",)

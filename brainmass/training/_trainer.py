@@ -13,8 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from .._progress import progress_bar
-from .._sweep_store import _digest
+from ..progress import progress_bar
+from ..storage import digest as _digest
 from ._checkpoint import _CheckpointFile
 from ._losses import _LOSSES, _METRICS, _check_int, _cross_entropy, _key_data, _mse
 from ._result import NonFiniteLossError, TrainResult
@@ -538,6 +538,7 @@ class Trainer:
             "loss": _digest(self._loss_fn),
             "metrics": repr(sorted(self.metrics)),
             "optimizer": _digest((self.optimizer, self._lr)),
+            "learning_rate": self._lr if not callable(self._lr) else _digest(self._lr),
             "trainable": str(jax.tree.structure(params))
             + repr([(a.shape, str(a.dtype)) for a in jax.tree.leaves(params)]),
             "network": _digest(network),

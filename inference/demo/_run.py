@@ -32,7 +32,7 @@ regional decay rate `model.lam` (1/ms) and the noise intensity `noise.sigma`. Th
    batch of samplers also pays the filter's data-dependent branch on every lane);
 6. writes a results folder: `data.npy`, `posterior_nuts.nc` and `posterior_npe.nc`
    (ArviZ netCDF), `posterior_vs_truth.png`, `trace.png`, `ppc.png`, `calibration.png`,
-   `npe_losses.png`, the trained estimator `npe.pkl`, the bank `bank.npz` (a rerun
+   `npe_losses.png`, the trained estimator `npe.npz`, the bank `bank.npz` (a rerun
    resumes it) and `report.md` with one row per parameter.
 
 Why 20 regions and not 68: the exact likelihood's gradient costs O(N^3) per evaluation and
@@ -41,7 +41,7 @@ gradient for 4 vectorised chains took 197 ms at 68 regions and 15 ms at 20 regio
 Compilation, which costs the same at any size, is most of the demo's time.
 
 The report (table, `report.md`, plots, the reader of the stored benchmark) is in
-`brainmass._demo_report`.
+`inference.demo._report`.
 """
 
 from __future__ import annotations
@@ -296,7 +296,7 @@ def run_demo(
     # a busy 2-core machine made them 100x slower (benchmarks/statespace.py)
     with threadpool_limits(limits=1, user_api="blas"):
         facts = _run(out, cfg, seed, npe, say)
-    from ._demo_report import write_report
+    from ._report import write_report
 
     facts["wall_s"] = time.perf_counter() - start
     facts["cpu_s"] = time.process_time() - cpu0
@@ -323,7 +323,7 @@ def _run(out: Path, cfg, seed, use_npe, say) -> dict[str, Any]:
 
     import inference as inf
 
-    from ._demo_report import calibration_text, describe, plots, stored_calibration, table
+    from ._report import calibration_text, describe, plots, stored_calibration, table
 
     keys = _keys(seed)
     n, n_samples = cfg["n_regions"], cfg["n_samples"]
@@ -394,7 +394,7 @@ def _exact_route(out, cfg, sim, weights, data, keys, say, steps):
 
     import inference as inf
 
-    from ._demo_report import format_values
+    from ._report import format_values
 
     facts: dict[str, Any] = {}
     timer = _Timer(facts)
@@ -506,7 +506,7 @@ def _bank(estimator: Any, key: Any, cfg: Mapping[str, int], path: Path) -> Any:
 
 def _npe(out, cfg, sim, weights, data, keys, jax, inf):
     """Bank, training, the subject's posterior, SBC and TARP on held-out simulations."""
-    from ._demo_report import describe
+    from ._report import describe
 
     t0 = time.perf_counter()
     path = out / "bank.npz"
@@ -518,7 +518,7 @@ def _npe(out, cfg, sim, weights, data, keys, jax, inf):
     held = min(cfg["sbc"], len(bank) // 4)
     train = dataclasses.replace(bank, theta=bank.theta[:-held], x=bank.x[:-held])
     estimator.train_on(train, keys["train"], max_epochs=cfg["epochs"], progress=False, **NPE_FIT)
-    estimator.save(out / "npe.pkl")
+    estimator.save(out / "npe.npz")
     npe_post = estimator.posterior(data).to_posterior(keys["npe"], NPE_DRAWS)
     npe_post.save(out / "posterior_npe.nc")
     # calibration: the amortized posterior of each held-out simulation, in one batch

@@ -1,6 +1,6 @@
 """The demo's report: posteriors beside the truth, the calibration of both routes, plots.
 
-Private to `brainmass demo` (`brainmass._demo` runs the fits and hands their facts here):
+Private to `brainmass demo` (`inference.demo._run` runs the fits and hands their facts here):
 `table` (one row per parameter), `write_report` (`report.md`), `plots` (the PNG files) and
 the tolerant reader of the stored calibration benchmark, `stored_calibration` /
 `stored_lines`.
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._demo import (
+from ._run import (
     BOUNDS,
     CONNECTOME_SEED,
     DT,
@@ -39,7 +39,7 @@ def stored_calibration() -> dict[str, Any] | None:
     `{"path", "results"}` with the parsed JSON, `{"path", "error"}` when it cannot be read,
     None when there is no such file (an installed package has no benchmarks folder).
     """
-    path = Path(__file__).resolve().parents[1] / STORED_CALIBRATION
+    path = Path(__file__).resolve().parents[2] / STORED_CALIBRATION
     if not path.is_file():
         return None
     try:
@@ -199,7 +199,7 @@ def table(facts: Mapping[str, Any]) -> str:
 
 
 def write_report(path: Path, facts: Mapping[str, Any]) -> None:
-    """`report.md` from the facts of a run (see `brainmass._demo.run_demo`)."""
+    """`report.md` from the facts of a run (see `inference.demo.run_demo`)."""
     cfg, t = facts["settings"], facts["time_s"]
     lines = [
         "# brainmass demo: the default subject",
