@@ -9,6 +9,7 @@ res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions
 """
 
 from . import analysis as analysis
+from . import checks as checks
 from . import chunking as chunking
 from . import coupling as coupling
 from . import fitting as fitting
@@ -20,6 +21,7 @@ from . import noise as noise
 from . import objectives as objectives
 from . import progress as progress
 from . import solvers as solvers
+from . import storage as storage
 from . import tasks as tasks
 from . import training as training
 from . import units as units
@@ -63,6 +65,7 @@ __all__ = [
     "Trainer",
     "Unbounded",
     "analysis",
+    "checks",
     "chunking",
     "coupling",
     "fitting",
@@ -74,6 +77,7 @@ __all__ = [
     "objectives",
     "progress",
     "solvers",
+    "storage",
     "sweep",
     "tasks",
     "training",

@@ -29,8 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._connectome_io import read_arrays, write_npz
-from ._connectome_synthetic import synthetic_arrays
+from ._connectome import read_arrays, synthetic_arrays, write_npz
 from ._custom_types import Array, Centres, TractLengths, Weights
 from .units import MM, to_canonical
 

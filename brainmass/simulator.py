@@ -14,12 +14,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._batching import simulate_batchable
 from ._custom_types import Float, PRNGKeyArray, Signal, State
-from ._delays import DelayPlan, plan_delays
-from ._diffrax import simulate_diffrax
-from ._integrate import simulate_fixed_step
+from ._integration import (
+    DelayPlan,
+    plan_delays,
+    simulate_batchable,
+    simulate_diffrax,
+    simulate_fixed_step,
+)
 from ._params import broadcast_to_regions, check_domain, parameter_fields
+from .checks import check_key
 from .errors import SimulationError
 from .monitors import AbstractMonitor, Raw, TemporalAverage
 from .network import Network
@@ -188,30 +192,6 @@ def _state_array(
         if not np.all(np.isfinite(np.asarray(arr))):
             raise ValueError(f"{name}: expected finite values, got NaN or infinity.")
     return arr
-
-
-def _check_key(key: Any, name: str = "key") -> Any:
-    """`key` itself if it is a `jax.random` key, else a ValueError naming `name`.
-
-    A key is typed (`jax.random.key(seed)`) or raw (uint32 `(..., 2)`, `jax.random.PRNGKey`);
-    an integer seed is not one, and the error says how to make one from it.
-    """
-    dtype = getattr(key, "dtype", None)
-    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
-        return key
-    shape = getattr(key, "shape", None)
-    if dtype == np.uint32 and shape and shape[-1] == 2:
-        return key  # a raw key from jax.random.PRNGKey
-    if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
-        hint = f"pass jax.random.key({int(key)}) instead of the integer {int(key)}"
-    else:
-        what = (
-            f"an array of shape {tuple(shape)} and dtype {dtype}"
-            if shape is not None
-            else (f"{type(key).__name__} {key!r}")
-        )
-        hint = f"got {what}"
-    raise ValueError(f"{name}: expected a jax.random key (jax.random.key(seed)); {hint}.")
 
 
 def _delays_in_domain(theta: Mapping[str, Any]) -> Any:
@@ -677,7 +657,7 @@ class Simulator(eqx.Module):
         if key is None and self.network.noise is not None:
             raise ValueError("key: this network is stochastic; pass a jax.random key to run it.")
         if key is not None:
-            _check_key(key)
+            check_key(key)
         result = _run_core(self, {}, key, self.plan)
         return result.check() if check else result
 
@@ -719,7 +699,7 @@ class Simulator(eqx.Module):
             if key is None and stochastic:
                 raise ValueError("key: this network is stochastic; pass a jax.random key.")
             if key is not None:
-                _check_key(key)
+                check_key(key)
             specs = base._specs()
             dtype = jnp.result_type(float)
             # strongly typed values of one dtype: floats and arrays share one compilation

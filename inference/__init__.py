@@ -22,7 +22,7 @@ from . import (
     likelihoods,
     summaries,
 )
-from .bank import ParameterSpace, SimulationBank, simulate_bank
+from .bank import PriorSpace, SimulationBank, simulate_bank
 from .cohort import CohortModel
 from .map import MAPResult, laplace, map_estimate
 from .mcmc import nuts
@@ -40,7 +40,7 @@ __all__ = [
     "NLE",
     "NPE",
     "NPEPosterior",
-    "ParameterSpace",
+    "PriorSpace",
     "Posterior",
     "SimulationBank",
     "diagnostics",
@@ -52,3 +52,14 @@ __all__ = [
     "simulate_bank",
     "summaries",
 ]
+
+_RENAMED = {"ParameterSpace": "PriorSpace"}
+
+
+def __getattr__(name: str):
+    if name in _RENAMED:
+        raise AttributeError(
+            f"inference.{name} was renamed inference.{_RENAMED[name]} (brainmass.fitting."
+            "ParameterSpace is the Fitter's search space; the priors' layout is PriorSpace)."
+        )
+    raise AttributeError(f"module 'inference' has no attribute {name!r}")

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
+
+from brainmass.checks import check_int
 
 
 def check_integers(*specs: tuple[str, Any, int]) -> None:
-    """Raise a ValueError naming the first `(name, value, low)` that is not an integer >= low."""
+    """Check several `(name, value, low)` at once with `brainmass.checks.check_int`."""
     for name, value, low in specs:
-        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and int(value) == value
-        if not ok or value < low:
-            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}.")
+        check_int(value, name, low)

@@ -4,10 +4,10 @@ A bank is the training set of simulation-based inference: `theta (n, d)`, the fl
 parameter draws, and `x (n, *shape)`, the summary statistics of their simulations.
 `simulate_bank` draws and simulates in vmapped chunks of one compiled size (chosen from
 the compiled memory of a small chunk unless given), drops the simulations that failed
-(non-finite output or summary; counted in `n_failed`), and with `path=` writes the bank
+(non-finite output or summary; counted in `n_failed`), and with `checkpoint=` writes the bank
 after every chunk (`brainmass.storage`: arrays and a JSON header, written atomically, safe
 with concurrent writers): an interrupted run loses at most the chunk in flight, and calling
-`simulate_bank` again with the same `path` continues it (with a larger `num_simulations`
+`simulate_bank` again with the same `checkpoint` continues it (with a larger `num_simulations`
 it grows the bank). A bank is resumed only under the settings it was made with (its
 `fingerprint`: priors, simulator, summary, params, proposal, key); any other is refused
 naming what differs.
@@ -41,12 +41,15 @@ from brainmass.progress import progress_bar
 from ._checks import check_integers
 from .priors import Hierarchical, check_prior, check_priors, prior_token
 
-__all__ = ["Identity", "ParameterSpace", "SimulationBank", "as_summary", "simulate_bank"]
+__all__ = ["Identity", "PriorSpace", "SimulationBank", "as_summary", "simulate_bank"]
 
 
 # ---------------------------------------------------------------------- parameters
-class ParameterSpace:
+class PriorSpace:
     """The flat layout of a priors dict: every parameter draw as one vector of `d` numbers.
+
+    (Named `PriorSpace`, not `ParameterSpace`: that is `brainmass.fitting.ParameterSpace`,
+    the Fitter's bounded search space.)
 
     Parameters are laid out in the order of `priors`, each flattened (a per-region
     parameter takes `n_regions` entries). Each has a bijection from the real line onto its
@@ -173,7 +176,7 @@ class ParameterSpace:
 
     def __repr__(self) -> str:
         layout = ", ".join(f"{p}{list(s)}" for p, s in self.shapes.items())
-        return f"ParameterSpace({layout}, d={self.d})"
+        return f"PriorSpace({layout}, d={self.d})"
 
 
 def _sum_last(a: Any, n: int) -> jax.Array:
@@ -275,11 +278,11 @@ class SimulationBank:
     - `theta`: `(n, d)` flat parameter draws in canonical units (layout: `names`).
     - `x`: `(n, *shape)` summary features of each draw's simulation.
     - `names`: the `d` parameter labels; `paths`, `shapes`: the layout (see
-      `ParameterSpace`).
+      `PriorSpace`).
     - `n_failed`: simulations dropped because their output or summary was not finite.
     - `n_chunks`, `chunk_size`: chunks simulated so far and their size.
     - `fingerprint`: the settings the bank was made under, by name (JSON values, as
-      `brainmass.storage.describe` writes them): `"priors"` (`ParameterSpace.fingerprint`),
+      `brainmass.storage.describe` writes them): `"priors"` (`PriorSpace.fingerprint`),
       the simulator's (`dt`, `duration`, `solver`, `monitor`, `network`, ...: see
       `Simulator.fingerprint`), `"summary"`, `"params"`, `"proposal"` and `"key"`. A bank
       from `from_arrays` records only `"priors"` and `"summary": "given"`.
@@ -301,7 +304,7 @@ class SimulationBank:
         return int(self.theta.shape[0])
 
     @classmethod
-    def from_arrays(cls, theta: Any, x: Any, space: ParameterSpace) -> SimulationBank:
+    def from_arrays(cls, theta: Any, x: Any, space: PriorSpace) -> SimulationBank:
         """A bank from arrays made elsewhere: `theta (n, d)` in `space`'s layout, `x (n, ...)`.
 
         Rows where either is not finite are dropped and counted in `n_failed`.
@@ -443,7 +446,7 @@ class SimulationBank:
         )
 
 
-def _simulator_values(sim: bm.Simulator, space: ParameterSpace, params) -> Callable:
+def _simulator_values(sim: bm.Simulator, space: PriorSpace, params) -> Callable:
     """`theta_flat (d,) -> {path: value}`: the simulator parameters of a flat draw."""
     if params is None:
         return space.split
@@ -523,7 +526,7 @@ def _summary_text(summary: Any) -> str:
 
 
 def _fingerprint(
-    space: ParameterSpace, summary: Any, sim: bm.Simulator, params, proposal, key
+    space: PriorSpace, summary: Any, sim: bm.Simulator, params, proposal, key
 ) -> dict[str, Any]:
     """Every setting that changes a bank's rows, by name, as `storage.describe` writes them."""
     settings = {
@@ -545,14 +548,14 @@ def _typed_key(key: Any) -> Any:
 
 def simulate_bank(
     sim: bm.Simulator,
-    priors: Mapping[str, Any] | ParameterSpace,
+    priors: Mapping[str, Any] | PriorSpace,
     summary: Any,
     key: Any,
     num_simulations: int,
     *,
     chunk_size: int | None = None,
     memory_limit: float | None = None,
-    path: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
     proposal: Callable[[Any, int], Any] | None = None,
     params: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     progress: bool = True,
@@ -563,14 +566,15 @@ def simulate_bank(
 
     - `sim`: the `brainmass.Simulator`; a stochastic one gets fresh noise per simulation.
     - `priors`: `{parameter path: NumPyro distribution}` in canonical units (the same dict
-      `BayesianModel` takes), or a `ParameterSpace`.
+      `BayesianModel` takes), or a `PriorSpace`.
     - `summary`: an `inference.summaries` statistic (or a function signal -> features).
     - `key`: a `jax.random` key; chunk `c` uses `fold_in(key, c)`.
     - `num_simulations`: how many simulations the bank should have attempted in all (failed
       ones included); a resumed bank simulates only the rest.
     - `chunk_size`: simulations per vmapped chunk; default from the compiled memory of a
       2-simulation chunk and `memory_limit` (as `bm.sweep`: half the free memory).
-    - `path`: a `.npz` file written after every chunk (atomically); an existing file made
+    - `checkpoint`: the bank's `.npz` file, written after every chunk (atomically; read it
+      with `SimulationBank.load`); an existing file made
       under the same settings is resumed (its chunk size kept). One made under other
       priors, simulator settings (`dt`, `duration`, `solver`, `monitor`, `network`, ...),
       summary, `params`, `proposal` or `key` is refused with a
@@ -596,12 +600,12 @@ def simulate_bank(
         raise ValueError(
             f"params: expected a function {{name: value}} -> {{path: value}}, got {params!r}."
         )
-    if not isinstance(priors, ParameterSpace):
-        priors = ParameterSpace(sim if params is None else None, priors)
+    if not isinstance(priors, PriorSpace):
+        priors = PriorSpace(sim if params is None else None, priors)
     space = priors
     summary = as_summary(summary, sim)
     fingerprint = _fingerprint(space, summary, sim, params, proposal, key)
-    path = None if path is None else Path(path).with_suffix(".npz")
+    path = None if checkpoint is None else Path(checkpoint).with_suffix(".npz")
 
     bank = None
     if path is not None and path.exists():
@@ -609,8 +613,8 @@ def simulate_bank(
             path,
             _KIND,
             fingerprint=fingerprint,
-            what="path",
-            hint="Pass another path (or delete the file) to start a new bank.",
+            what="checkpoint",
+            hint="Pass another checkpoint (or delete the file) to start a new bank.",
         )
         bank = SimulationBank._from_record(record)
         chunk_size = bank.chunk_size

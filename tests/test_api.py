@@ -220,3 +220,17 @@ def test_progress_bar_counts_and_can_be_silent(capsys):
     with bm.progress.progress_bar(total=2, desc="quiet", unit="item", disable=True) as bar:
         bar.update(2)
     assert capsys.readouterr().err == ""
+
+
+def test_top_level_names_of_brainmass_and_inference_name_one_thing_each():
+    import inference as inf
+
+    seen = {}
+    for mod in (bm, bm.fitting, inf):
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if isinstance(obj, type):
+                assert seen.setdefault(name, obj) is obj, f"{name} names two classes"
+    assert inf.PriorSpace is not bm.fitting.ParameterSpace
+    with pytest.raises(AttributeError, match="renamed inference.PriorSpace"):
+        inf.ParameterSpace  # noqa: B018

@@ -157,7 +157,7 @@ def test_tarp_hand_derived_1d():
     ]
     truths = np.array([[0.0], [2.0], [-1.0]])
     refs = np.array([[1.0], [0.0], [0.0]])
-    res = tarp(samples, truths, 0, references=refs, num_alpha=5, norm=False)
+    res = tarp(samples, truths, jax.random.key(0), references=refs, num_alpha=5, norm=False)
     np.testing.assert_allclose(res.f, [0.5, 0.25, 1.0])
     np.testing.assert_allclose(res.alpha, [0.0, 0.25, 0.5, 0.75, 1.0])
     # ECP(alpha) = #{f < alpha} / 3
@@ -168,7 +168,7 @@ def test_tarp_hand_derived_1d():
     # In 1-D the normalisation is a positive affine map (references mapped too) and the two
     # distances coincide: the same coverage fractions.
     for kwargs in ({"norm": True}, {"norm": False, "distance": "manhattan"}):
-        other = tarp(samples, truths, 0, references=refs, num_alpha=5, **kwargs)
+        other = tarp(samples, truths, jax.random.key(0), references=refs, num_alpha=5, **kwargs)
         np.testing.assert_allclose(other.f, res.f)
 
 
@@ -183,9 +183,9 @@ def test_tarp_exact_posterior_on_diagonal(conjugate):
 
 def test_tarp_miscalibrated_posteriors_deviate(conjugate):
     theta = conjugate["theta"]
-    over = tarp(conjugate["over"], theta, 4)
-    under = tarp(conjugate["under"], theta, 4)
-    biased = tarp(conjugate["biased"], theta, 4)
+    over = tarp(conjugate["over"], theta, jax.random.key(4))
+    under = tarp(conjugate["under"], theta, jax.random.key(4))
+    biased = tarp(conjugate["biased"], theta, jax.random.key(4))
     assert over.max_deviation > 0.15
     assert biased.max_deviation > 0.1
     # ATC sign convention: overconfident below the diagonal above alpha = 1/2, underconfident
@@ -194,16 +194,18 @@ def test_tarp_miscalibrated_posteriors_deviate(conjugate):
     assert under.atc > 0.03
 
 
-def test_tarp_seed_and_key_agree_and_references_are_random(conjugate):
-    a = tarp(conjugate["exact"], conjugate["theta"], 3)
+def test_tarp_is_reproducible_by_key_refuses_seeds_and_references_are_random(conjugate):
+    a = tarp(conjugate["exact"], conjugate["theta"], jax.random.key(3))
     b = tarp(conjugate["exact"], conjugate["theta"], jax.random.key(3))
-    c = tarp(conjugate["exact"], conjugate["theta"], 5)
+    c = tarp(conjugate["exact"], conjugate["theta"], jax.random.key(5))
     np.testing.assert_array_equal(a.f, b.f)
     assert not np.array_equal(a.f, c.f)
+    with pytest.raises(ValueError, match=r"key: .*pass jax.random.key\(3\) instead of the int"):
+        tarp(conjugate["exact"], conjugate["theta"], 3)
 
 
 def test_tarp_bootstrap_band_width_matches_binomial(conjugate):
-    res = tarp(conjugate["exact"], conjugate["theta"], 0, bootstrap=300)
+    res = tarp(conjugate["exact"], conjugate["theta"], jax.random.key(0), bootstrap=300)
     assert res.lower.shape == res.upper.shape == res.ecp.shape
     assert np.all(res.lower <= res.upper)
     # At alpha = 1/2 the ECP is a proportion over 500 simulations: 95 % band width
@@ -290,16 +292,16 @@ def test_calibrate_drops_and_counts_failed_simulations():
 
 def test_calibrate_errors():
     with pytest.raises(ValueError, match="num_simulations"):
-        calibrate(0, _prior_sample, _simulate, _posterior_samples, 0)
+        calibrate(jax.random.key(0), _prior_sample, _simulate, _posterior_samples, 0)
     with pytest.raises(ValueError, match="posterior_samples: expected shape"):
         calibrate(
-            0, _prior_sample, _simulate, lambda k, x, m: _posterior_samples(k, x, m)[:, :, :1],
-            10, num_draws=5, progress=False,
+            jax.random.key(0), _prior_sample, _simulate,
+            lambda k, x, m: _posterior_samples(k, x, m)[:, :, :1], 10, num_draws=5, progress=False,
         )  # fmt: skip
     with pytest.raises(ValueError, match="all 10 simulations"):
         calibrate(
-            0, _prior_sample, lambda k, th: np.full_like(th, np.nan), _posterior_samples, 10,
-            progress=False,
+            jax.random.key(0), _prior_sample, lambda k, th: np.full_like(th, np.nan),
+            _posterior_samples, 10, progress=False,
         )  # fmt: skip
 
 
@@ -344,7 +346,7 @@ def test_plots_return_axes(conjugate):
     _, given = plt.subplots(1, D)
     assert list(res.plot(ax=given, bins=10)) == list(given)
     assert isinstance(res.plot_ecdf(), matplotlib.axes.Axes)
-    t = tarp(conjugate["exact"][:100], conjugate["theta"][:100], 0, bootstrap=20)
+    t = tarp(conjugate["exact"][:100], conjugate["theta"][:100], jax.random.key(0), bootstrap=20)
     assert isinstance(t.plot(), matplotlib.axes.Axes)
     p = ppc(np.zeros(3), np.random.default_rng(0).normal(size=(50, 3)))
     assert len(p.plot()) == 3
@@ -359,11 +361,11 @@ def test_shape_errors_name_arguments_and_shapes():
     with pytest.raises(ValueError, match=r"samples: expected shape \(n_sims, n_draws, d\)"):
         sbc(np.zeros((5, 10)), np.zeros((5,)))
     with pytest.raises(ValueError, match=r"truths: .*got \(4, 2\)"):
-        tarp(samples, np.zeros((4, 2)), 0)
+        tarp(samples, np.zeros((4, 2)), jax.random.key(0))
     with pytest.raises(ValueError, match=r"references: expected shape .*\(5, 2\).*got \(5, 1\)"):
-        tarp(samples, np.zeros((5, 2)), 0, references=np.zeros((5, 1)))
+        tarp(samples, np.zeros((5, 2)), jax.random.key(0), references=np.zeros((5, 1)))
     with pytest.raises(ValueError, match="distance"):
-        tarp(samples, np.zeros((5, 2)), 0, distance="cosine")
+        tarp(samples, np.zeros((5, 2)), jax.random.key(0), distance="cosine")
     with pytest.raises(ValueError, match="names: expected 2 labels"):
         sbc(np.zeros((20, 10, 2)), np.zeros((20, 2)), names=["a"])
     with pytest.raises(ValueError, match="samples: 1 values are not finite"):

@@ -25,7 +25,7 @@ from brainmass import storage
 from brainmass.storage import StorageError
 from inference import likelihoods as L
 from inference import mcmc
-from inference.bank import ParameterSpace, SimulationBank, simulate_bank
+from inference.bank import PriorSpace, SimulationBank, simulate_bank
 
 SIGMA = 0.05
 NUTS_KIND = "inference.nuts checkpoint"
@@ -187,7 +187,7 @@ BANK_PRIORS = {"model.lam": dist.Uniform(0.05, 0.2), "coupling.G": dist.Uniform(
 def _bank(path=None, n=8, key=0, sim=None, summary=_log_variance, **kw):
     sim = make_sim(noise=NOISE) if sim is None else sim
     return simulate_bank(
-        sim, BANK_PRIORS, summary, jax.random.key(key), n, chunk_size=4, path=path,
+        sim, BANK_PRIORS, summary, jax.random.key(key), n, chunk_size=4, checkpoint=path,
         progress=False, **kw,
     )  # fmt: skip
 
@@ -202,7 +202,7 @@ def bank_file(tmp_path_factory):
 def test_a_bank_records_its_settings_by_name(bank_file):
     path, bank = bank_file
     fp = bank.fingerprint
-    assert fp["priors"] == ParameterSpace(make_sim(), BANK_PRIORS).fingerprint()
+    assert fp["priors"] == PriorSpace(make_sim(), BANK_PRIORS).fingerprint()
     assert fp["dt"] == 0.5 and fp["duration"] == 40.0
     assert fp["solver"].startswith("StochasticHeun digest:")
     assert fp["summary"].startswith("_FunctionSummary digest:")
@@ -212,7 +212,7 @@ def test_a_bank_records_its_settings_by_name(bank_file):
     assert loaded.fingerprint == fp and loaded.shapes == bank.shapes
     np.testing.assert_array_equal(loaded.theta, bank.theta)
     # other priors over the same names: another digest
-    other = ParameterSpace(None, {**BANK_PRIORS, "coupling.G": dist.Uniform(0.0, 0.2)})
+    other = PriorSpace(None, {**BANK_PRIORS, "coupling.G": dist.Uniform(0.0, 0.2)})
     assert other.fingerprint() != fp["priors"]
 
 
@@ -234,7 +234,7 @@ def _uniform_proposal(key, n):
 def test_a_bank_resumed_under_another_setting_is_refused_naming_it(bank_file, change, name):
     path, _ = bank_file
     before = path.read_bytes()
-    with pytest.raises(StorageError, match=rf"path: .*bank.npz.*\b{name}: saved") as err:
+    with pytest.raises(StorageError, match=rf"checkpoint: .*bank.npz.*\b{name}: saved") as err:
         _bank(path, n=8, **change)
     differ = str(err.value).split("settings (")[1].split(").")[0]
     assert len(differ.split("; ")) == 1, differ
@@ -281,8 +281,8 @@ def test_merging_refuses_other_settings_naming_them(bank_file):
     other_key = _bank(n=4, key=3)
     merged = bank.merge(other_key)  # another key: more draws under the same settings
     assert len(merged) == len(bank) + len(other_key) and merged.fingerprint["key"] == "merged"
-    space = ParameterSpace(None, {"a": dist.Normal(0.0, 1.0)})
-    wide = ParameterSpace(None, {"a": dist.Normal(0.0, 2.0)})
+    space = PriorSpace(None, {"a": dist.Normal(0.0, 1.0)})
+    wide = PriorSpace(None, {"a": dist.Normal(0.0, 2.0)})
     a = SimulationBank.from_arrays(np.zeros((3, 1)), np.zeros((3, 2)), space)
     b = SimulationBank.from_arrays(np.ones((3, 1)), np.ones((3, 2)), wide)
     with pytest.raises(ValueError, match=r"priors: this bank digest:"):
@@ -295,7 +295,7 @@ def test_damaged_bank_files_name_the_path(bank_file, tmp_path):
     cut.write_bytes(good[: len(good) // 2])
     with pytest.raises(StorageError, match="cut.npz"):
         SimulationBank.load(cut)
-    with pytest.raises(StorageError, match="path: .*cut.npz"):
+    with pytest.raises(StorageError, match="checkpoint: .*cut.npz"):
         _bank(cut, n=8)
     old = tmp_path / "old.npz"  # a bank in the format before brainmass.storage
     np.savez(old, theta=np.zeros((2, 2)), x=np.zeros((2, 2)), fingerprint=np.asarray("abc"))
@@ -304,7 +304,7 @@ def test_damaged_bank_files_name_the_path(bank_file, tmp_path):
 
 
 def _save_banks(path, value, n, barrier):
-    space = ParameterSpace(None, {"a": dist.Normal(0.0, 1.0)})
+    space = PriorSpace(None, {"a": dist.Normal(0.0, 1.0)})
     bank = SimulationBank.from_arrays(np.full((2000, 1), value), np.full((2000, 4), value), space)
     barrier.wait(120)  # both processes imported: their writes overlap
     for _ in range(n):

@@ -21,7 +21,7 @@ import pytest
 import brainmass as bm
 from brainmass.storage import StorageError
 from inference import summaries as S
-from inference.bank import ParameterSpace, SimulationBank
+from inference.bank import PriorSpace, SimulationBank
 from inference.sbi import NLE, NPE
 
 PRIORS = {"a": dist.Normal(0.0, 1.0).expand([2])}
@@ -64,7 +64,7 @@ def _simulator(dt=0.5):
 @pytest.fixture(scope="module")
 def npe():
     """A tiny NPE without a simulator, trained on features given as they are."""
-    bank = _bank(ParameterSpace(None, PRIORS), jax.random.key(0), 2)
+    bank = _bank(PriorSpace(None, PRIORS), jax.random.key(0), 2)
     return NPE(None, PRIORS, None, **SMALL).train_on(bank, jax.random.key(1), **FIT)
 
 
@@ -107,7 +107,7 @@ def test_the_template_is_not_changed_and_the_class_call_explains_the_new_form(sa
 
 
 def test_a_fitted_summary_and_an_embedding_round_trip_without_a_simulator(tmp_path):
-    bank = _bank(ParameterSpace(None, PRIORS), jax.random.key(2), 3)  # 3 "FC values"
+    bank = _bank(PriorSpace(None, PRIORS), jax.random.key(2), 3)  # 3 "FC values"
     npe = NPE(None, PRIORS, _fc_summary(), embedding=EMBED, **SMALL)
     npe = npe.train_on(bank, jax.random.key(5), **FIT)
     assert npe._fitted_summary.components_.shape == (2, 3)  # the PCA was fitted on the bank
@@ -131,7 +131,7 @@ def test_a_fitted_summary_and_an_embedding_round_trip_without_a_simulator(tmp_pa
 
 
 def test_nle_round_trip_gives_identical_log_likelihoods(tmp_path):
-    space = ParameterSpace(None, PRIORS)
+    space = PriorSpace(None, PRIORS)
     nle = NLE(None, PRIORS, None, **SMALL).train_on(
         _bank(space, jax.random.key(8), 2), jax.random.key(9), **FIT
     )
@@ -235,7 +235,7 @@ def test_truncated_or_damaged_files_name_the_path(tmp_path, saved):
 
 def test_train_on_refuses_a_bank_drawn_under_other_priors():
     other = {"a": dist.Normal(0.5, 1.0).expand([2])}
-    bank = _bank(ParameterSpace(None, other), jax.random.key(14), 2)
+    bank = _bank(PriorSpace(None, other), jax.random.key(14), 2)
     with pytest.raises(ValueError, match="bank: it was drawn under other priors.*'priors'"):
         NPE(None, PRIORS, None, **SMALL).train_on(bank, jax.random.key(15), **FIT)
     with pytest.raises(ValueError, match="priors"):

@@ -16,7 +16,7 @@ import numpyro.distributions as dist
 import pytest
 
 import brainmass as bm
-from inference.bank import ParameterSpace, SimulationBank, simulate_bank
+from inference.bank import PriorSpace, SimulationBank, simulate_bank
 from inference.diagnostics import calibrate
 from inference.sbi import NLE, NPE
 
@@ -40,7 +40,7 @@ def simulate(key, theta):
 
 @pytest.fixture(scope="module")
 def space():
-    return ParameterSpace(None, PRIORS)
+    return PriorSpace(None, PRIORS)
 
 
 @pytest.fixture(scope="module")
@@ -140,7 +140,7 @@ def test_save_load_gives_identical_samples(npe, tmp_path):
 
 def test_bounded_parameters_stay_in_the_support():
     priors = {"g": dist.Uniform(0.0, 1.0), "k": dist.LogNormal(0.0, 0.5)}
-    space = ParameterSpace(None, priors)
+    space = PriorSpace(None, priors)
     theta = np.asarray(space.sample(jax.random.key(0), 1500))
     rng = np.random.default_rng(0)
     x = np.stack([theta[:, 0] + 0.3 * rng.standard_normal(1500), np.log(theta[:, 1])], 1)
@@ -195,10 +195,19 @@ def test_bank_drops_failures_resumes_and_grows(ou_sim, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         part = simulate_bank(
-            ou_sim, OU_PRIORS, _log_variance, key, 16, chunk_size=16, path=path, progress=False
+            ou_sim,
+            OU_PRIORS,
+            _log_variance,
+            key,
+            16,
+            chunk_size=16,
+            checkpoint=path,
+            progress=False,
         )
         assert part.n_chunks == 1 and SimulationBank.load(path).n_chunks == 1
-        grown = simulate_bank(ou_sim, OU_PRIORS, _log_variance, key, 48, path=path, progress=False)
+        grown = simulate_bank(
+            ou_sim, OU_PRIORS, _log_variance, key, 48, checkpoint=path, progress=False
+        )
     np.testing.assert_array_equal(grown.theta, full.theta)  # same draws as one run
     np.testing.assert_array_equal(grown.x, full.x)
     assert grown.n_failed == full.n_failed
@@ -207,7 +216,7 @@ def test_bank_drops_failures_resumes_and_grows(ou_sim, tmp_path):
     assert loaded.names == ["coupling.G", "model.lam"]
     with pytest.raises(ValueError, match="priors: saved"):
         simulate_bank(
-            ou_sim, {"coupling.G": dist.Uniform(0.0, 1.0)}, _log_variance, key, 48, path=path
+            ou_sim, {"coupling.G": dist.Uniform(0.0, 1.0)}, _log_variance, key, 48, checkpoint=path
         )
 
 

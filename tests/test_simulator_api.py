@@ -28,7 +28,7 @@ import pytest
 from scipy.linalg import expm, expm_frechet
 
 import brainmass as bm
-from brainmass._integrate import TRACES
+from brainmass._integration import TRACES
 
 N = 8
 DT = 0.1  # ms

@@ -1,4 +1,4 @@
-"""Summary statistics and embedding networks for SBI (inference/summaries.py).
+"""Summary statistics and embedding networks for SBI (the inference/summaries package).
 
 References are numpy/scipy computations or closed forms: Fisher-z of np.corrcoef,
 numpy SVD for the PCA, a numpy sliding-window FCD and np.histogram, the power

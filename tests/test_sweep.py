@@ -22,10 +22,10 @@ import xarray as xr
 
 import brainmass as bm
 from brainmass import SweepResult, sweep
-from brainmass._integrate import TRACES
+from brainmass._integration import TRACES
 
 # the module itself (private; `bm.sweep` is the function)
-sweep_module = importlib.import_module("brainmass._sweep")
+sweep_module = importlib.import_module("brainmass._sweep._run")
 
 matplotlib.use("Agg")
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import brainmass as bm
-from brainmass._integrate import TRACES
+from brainmass._integration import TRACES
 
 N = 8
 

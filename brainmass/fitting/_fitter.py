@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..checks import check_key
 from ..errors import SimulationError
 from ..simulator import Simulator
 from ..units import to_canonical
@@ -232,7 +233,7 @@ class Fitter:
             raise ValueError(
                 "key: this simulator is stochastic (or noise='fresh'); pass a jax.random key."
             )
-        return key
+        return check_key(key, optional=True)
 
     # ------------------------------------------------------------------ fit
     def fit(self, key: Any = None, steps: int = 100, *, init: Any = None) -> FitResult:

@@ -6,8 +6,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
+
+from ..checks import check_int
 
 
 def _cross_entropy(outputs: Any, target: Any) -> Any:
@@ -37,8 +38,4 @@ def _key_data(key: Any) -> Any:
     return key
 
 
-def _check_int(value: Any, name: str, low: int) -> int:
-    """`value` as an int; ValueError naming `name` unless an integer >= `low`."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < low:
-        raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}.")
-    return int(value)
+_check_int = check_int  # brainmass.checks: (value, name, minimum)

@@ -501,7 +501,7 @@ def _bank(estimator: Any, key: Any, cfg: Mapping[str, int], path: Path) -> Any:
     """
     total = cfg["bank"] + cfg["sbc"]
     chunk_size = -(-total // -(-total // 500))
-    return estimator.simulate(key, total, chunk_size=chunk_size, path=path, progress=False)
+    return estimator.simulate(key, total, chunk_size=chunk_size, checkpoint=path, progress=False)
 
 
 def _npe(out, cfg, sim, weights, data, keys, jax, inf):

@@ -23,14 +23,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._params import check_domain
-from ._sweep_result import SweepResult, _dataset
-from ._sweep_store import _Checkpoint
-from .chunking import auto_chunk_size, compiled_bytes
-from .progress import progress_bar
-from .simulator import Simulator
-from .storage import digest as _digest
-from .units import to_canonical
+from .._params import check_domain
+from ..chunking import auto_chunk_size, compiled_bytes
+from ..progress import progress_bar
+from ..simulator import Simulator
+from ..storage import digest as _digest
+from ..units import to_canonical
+from ._result import SweepResult, _dataset
+from ._store import _Checkpoint
 
 __all__ = ["sweep", "SweepResult"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from ..monitors import TemporalAverage
 from ._integrate import TRACES
-from .monitors import TemporalAverage
 
 __all__ = ["simulate_diffrax"]
 

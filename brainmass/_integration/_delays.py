@@ -39,7 +39,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 import numpy as np
 
-from ._custom_types import Float, Int
+from .._custom_types import Float, Int
 
 __all__ = [
     "DelayPlan",

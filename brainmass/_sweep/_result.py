@@ -1,6 +1,6 @@
 """The outcome of a parameter sweep: `SweepResult` and its xarray Dataset.
 
-`sweep` (in `_sweep.py`) collects per-point results as flat arrays; `_dataset`
+`sweep` (in `_run.py`) collects per-point results as flat arrays; `_dataset`
 reshapes them over the grid into an `xarray.Dataset` (dims: the swept paths,
 then any per-point dimensions named by `_extra_dims`), which `SweepResult`
 wraps with `best`, `plot` and `to_netcdf`.
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .storage import atomic_path
-from .units import format_unit
+from ..storage import atomic_path
+from ..units import format_unit
 
 __all__ = ["SweepResult"]
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import storage
+from .. import storage
 
 
 class _Checkpoint:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .storage import atomic_write
+from ..storage import atomic_write
 
 if TYPE_CHECKING:
-    from .connectome import Connectome
+    from ..connectome import Connectome
 
 __all__ = ["read_arrays", "write_npz"]
 
