@@ -3,22 +3,32 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, final
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro.distributions as dist
 
 import brainmass as bm
 
 from .likelihoods import AbstractLikelihood
-from .model import OBS, BayesianModel
-from .priors import Hierarchical, check_prior, sample_prior
+from .model import (
+    OBS,
+    AbstractBayesianModel,
+    BayesianModel,
+    _check_components,
+    _observe,
+    _parameter_dims,
+    _sample_noise,
+)
+from .priors import Hierarchical, check_prior, check_priors, sample_prior
 
 __all__ = ["CohortModel"]
 
 
-class CohortModel(BayesianModel):
+@final
+class CohortModel(AbstractBayesianModel):
     r"""A hierarchical model of a cohort: group parameters and one value per subject.
 
     Every subject has the same simulator (the same connectome, or a template
@@ -45,10 +55,21 @@ class CohortModel(BayesianModel):
       this length.
     - `conditional_on_noise`, `noise_key`: as for `BayesianModel`.
 
+    A cohort composes the model of one subject, `subject_model` (a
+    `BayesianModel` with the shared priors, and a flat prior on the support of
+    each per-subject parameter: the cohort's hierarchy is their prior). Its
+    prediction, vmapped over subjects, is the cohort's; its data check is
+    applied to each subject. On its own it is one subject's likelihood to
+    evaluate, not a model to sample (NumPyro cannot draw from a flat prior).
+
     Sites: `path.loc`, `path.scale`, `path.z` (`(n_subjects,)`) and `path`
     (deterministic, `(n_subjects,)`) for per-subject parameters; `path` for
     shared ones; `obs` with a leading subject axis.
     """
+
+    n_subjects: int
+    subject_paths: tuple[str, ...]
+    subject_model: BayesianModel
 
     def __init__(
         self,
@@ -62,10 +83,39 @@ class CohortModel(BayesianModel):
     ):
         if int(n_subjects) != n_subjects or n_subjects < 1:
             raise ValueError(f"n_subjects: expected a positive integer, got {n_subjects!r}.")
-        self.n_subjects = int(n_subjects)
-        super().__init__(
-            sim, priors, likelihood, conditional_on_noise=conditional_on_noise, noise_key=noise_key
+        n_subjects = int(n_subjects)
+        _check_components(sim, likelihood)
+
+        def check(path, prior, domain, shapes) -> None:
+            if not isinstance(prior, Hierarchical):
+                return check_prior(path, prior, domain, shapes)
+            if prior.size not in (None, n_subjects):
+                raise ValueError(
+                    f"priors[{path!r}]: Hierarchical size={prior.size}, expected None or "
+                    f"n_subjects = {n_subjects} (one value per subject)."
+                )
+            sized = Hierarchical(prior.loc, prior.scale, size=n_subjects, transform=prior.transform)
+            check_prior(path, sized, domain, ((n_subjects,),))
+
+        check_priors(sim, priors, check)
+        # one subject: shared priors as given, per-subject parameters flat on their support
+        one = {
+            p: dist.ImproperUniform(v.support, (), ()) if isinstance(v, Hierarchical) else v
+            for p, v in priors.items()
+        }
+        subject = BayesianModel(
+            sim, one, likelihood, conditional_on_noise=conditional_on_noise, noise_key=noise_key
         )
+        self.n_subjects = n_subjects
+        self.subject_model = subject
+        self.sim = sim
+        self.priors = dict(priors)
+        self.likelihood = subject.likelihood
+        self.conditional_on_noise = subject.conditional_on_noise
+        self.noise_key = subject.noise_key
+        self.paths = tuple(self.priors)
+        self.units = dict(subject.units)
+        self.n_regions = subject.n_regions
         self.subject_paths = tuple(p for p, v in self.priors.items() if isinstance(v, Hierarchical))
         if not self.subject_paths:
             raise ValueError(
@@ -74,20 +124,7 @@ class CohortModel(BayesianModel):
                 "BayesianModel with batch=True in nuts/map_estimate."
             )
 
-    def _check_prior(self, path, prior, domain, shapes) -> None:
-        if isinstance(prior, Hierarchical):
-            if prior.size not in (None, self.n_subjects):
-                raise ValueError(
-                    f"priors[{path!r}]: Hierarchical size={prior.size}, expected None or "
-                    f"n_subjects = {self.n_subjects} (one value per subject)."
-                )
-            sized = Hierarchical(
-                prior.loc, prior.scale, size=self.n_subjects, transform=prior.transform
-            )
-            check_prior(path, sized, domain, ((self.n_subjects,),))
-        else:
-            check_prior(path, prior, domain, shapes)
-
+    # ------------------------------------------------------------------ the model
     def _sample_parameters(self) -> dict[str, Any]:
         out = {}
         for path, prior in self.priors.items():
@@ -98,26 +135,26 @@ class CohortModel(BayesianModel):
     def predict(self, theta: Mapping[str, Any]) -> tuple[Any, Any]:
         """Predictions of every subject, `(n_subjects, ...)`, and their ok flags (vmapped)."""
         axes = {p: (0 if p in self.subject_paths else None) for p in theta}
-        return jax.vmap(super().predict, in_axes=(axes,))(dict(theta))
+        return jax.vmap(self.subject_model.predict, in_axes=(axes,))(dict(theta))
 
     def numpyro_model(self, data: Any = None) -> None:
         """The cohort's NumPyro model; `data` `(n_subjects, ...)` or None."""
-        import numpyro
-
-        from .model import FAILED
-
         theta = self._sample_parameters()
-        noise = self._sample_noise()
+        noise = _sample_noise(self.likelihood)
         prediction, ok = self.predict(theta)
         observed = None if data is None else self._prepare(data)
-        safe = self._safe_prediction(prediction, ok, observed)
-        numpyro.factor(FAILED, jnp.sum(jnp.where(ok, 0.0, -jnp.inf)))
-        d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
-        numpyro.sample(OBS, d, obs=observed)
+        failed = jnp.sum(jnp.where(ok, 0.0, -jnp.inf))
+        _observe(self.likelihood, theta, noise, prediction, ok, data, observed, failed)
+
+    def prior_model(self) -> None:
+        """The priors alone (group, per-subject, shared and noise parameters), as NumPyro."""
+        self._sample_parameters()
+        _sample_noise(self.likelihood)
 
     def _prepare(self, data: Any) -> Any:
         return jax.vmap(self.likelihood.prepare)(jnp.asarray(data))
 
+    # ------------------------------------------------------------------ checks
     def check_data(self, data: Any) -> Any:
         """Validate every subject's data; returns them prepared, `(n_subjects, ...)`."""
         if data is None:
@@ -131,14 +168,16 @@ class CohortModel(BayesianModel):
         prepared = []
         for i in range(self.n_subjects):
             try:
-                prepared.append(self.likelihood.prepare(arr[i]))
+                prepared.append(self.subject_model.check_data(arr[i]))
             except ValueError as err:
                 raise ValueError(f"data[{i}] (subject {i}): {err}") from None
         return jnp.stack(prepared)
 
+    # ------------------------------------------------------------------ labels
     def dims(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
         """As `BayesianModel.dims`, with a `subject` dimension on per-subject sites and data."""
-        dims, coords = super().dims()
+        labels = np.asarray(self.sim.network.connectome.labels)
+        dims, coords = _parameter_dims(self.priors, self.n_regions, labels)
         for path in self.subject_paths:
             dims[path] = ["subject"]
             dims[f"{path}.{self.priors[path].member_site}"] = ["subject"]
@@ -149,4 +188,6 @@ class CohortModel(BayesianModel):
         return dims, coords
 
     def __repr__(self) -> str:
-        return f"Cohort{super().__repr__()[:-1]}, {self.n_subjects} subjects)"
+        priors = ", ".join(f"{p}: {type(v).__name__}" for p, v in self.priors.items())
+        like = type(self.likelihood).__name__
+        return f"CohortBayesianModel({{{priors}}}, {like}, {self.n_subjects} subjects)"

@@ -31,8 +31,9 @@ import optax
 
 from brainmass.progress import progress_bar
 
+from . import _cache
 from ._checks import check_integers
-from .model import BayesianModel, LogDensity
+from .model import AbstractBayesianModel, LogDensity
 from .results import Posterior
 
 __all__ = ["map_estimate", "MAPResult", "laplace"]
@@ -66,7 +67,7 @@ class MAPResult:
     n_failed: int
     wall_time: float
     n_failed_starts: int = 0
-    _bmodel: BayesianModel | None = field(default=None, repr=False)
+    _bmodel: AbstractBayesianModel | None = field(default=None, repr=False)
     _ld: LogDensity | None = field(default=None, repr=False)
     _data: Any = field(default=None, repr=False)
 
@@ -91,7 +92,7 @@ class MAPResult:
 
 
 def map_estimate(
-    bmodel: BayesianModel,
+    bmodel: AbstractBayesianModel,
     data: Any,
     key: Any,
     *,
@@ -107,7 +108,7 @@ def map_estimate(
 
     **Arguments:**
 
-    - `bmodel`: an `inference.BayesianModel`.
+    - `bmodel`: an `inference.BayesianModel` or `inference.CohortModel`.
     - `data`: the observed data; with `batch=True`, datasets stacked on a
       leading subject axis.
     - `key`: a `jax.random` key (the random starts).
@@ -129,8 +130,10 @@ def map_estimate(
     fails, a `RuntimeError` (per subject with `batch=True`).
     """
     check_integers(("num_starts", num_starts, 1), ("steps", steps, 1))
-    if not isinstance(bmodel, BayesianModel):
-        raise ValueError(f"bmodel: expected an inference.BayesianModel, got {bmodel!r}.")
+    if not isinstance(bmodel, AbstractBayesianModel):
+        raise ValueError(
+            f"bmodel: expected an inference.BayesianModel or CohortModel, got {bmodel!r}."
+        )
     from .mcmc import _subjects
 
     subjects = _subjects(bmodel, data, batch)
@@ -175,8 +178,8 @@ def map_estimate(
     def final(z, data):
         return jax.vmap(fn_data, (0, None))(z, data)
 
-    evaluate = bmodel._compiled(
-        ("map-final", batch), lambda: jax.jit(jax.vmap(final) if batch else final)
+    evaluate = _cache.compiled(
+        bmodel, ("map-final", batch), lambda: jax.jit(jax.vmap(final) if batch else final)
     )
     init_opt = jax.vmap(opt.init)
     opt_state = jax.vmap(init_opt)(z) if batch else init_opt(z)
@@ -188,7 +191,7 @@ def map_estimate(
     try:
         while done < steps:
             n = min(int(chunk_size), int(steps) - done)
-            fn = bmodel._compiled(("map", opt_name, n, batch), lambda n=n: build(n))
+            fn = _cache.compiled(bmodel, ("map", opt_name, n, batch), lambda n=n: build(n))
             carry, lps = fn(carry, data_j)
             history.append(np.asarray(lps))
             done += n
@@ -280,13 +283,27 @@ def _hessian(fn, z, how: str):
 
 
 def _gaussian(result: MAPResult, how: str):
-    """Mean and Cholesky factor of the Laplace Gaussian in the unconstrained space."""
-    cached = getattr(result, "_laplace_cache", None)
-    if cached is not None and cached[0] == how:
-        return cached[1], cached[2]
-    ld = result._ld
-    if ld is None:
+    """Mean and Cholesky factor of the Laplace Gaussian in the unconstrained space.
+
+    Computed once per result and `how` (kept in `inference._cache`, held weakly by the
+    result; nothing is stored on it): `laplace` and the NUTS starting points share it.
+    """
+    if how not in ("auto", "autodiff", "fd"):
+        raise ValueError(f"hessian: expected 'auto', 'autodiff' or 'fd', got {how!r}.")
+    if result._ld is None:
         raise ValueError("laplace: this MAPResult has no model attached (was it loaded?).")
+    z, chol, _ = _cache.compiled(result, ("laplace", how), lambda: _factor(result, how))
+    return z, chol
+
+
+def _hessian_used(result: MAPResult, how: str) -> str:
+    """How the Hessian of `_gaussian(result, how)` was computed: "autodiff" or "fd"."""
+    return _cache.compiled(result, ("laplace", how), lambda: _factor(result, how))[2]
+
+
+def _factor(result: MAPResult, how: str):
+    """`(mode z, Cholesky factor of the covariance, how the Hessian was computed)`."""
+    ld = result._ld
     z = jnp.asarray(result.z)
     hess, used = _hessian(partial(ld.fn_data, data=result._data), z, how)
     precision = -np.asarray(hess, dtype=np.float64)
@@ -300,9 +317,7 @@ def _gaussian(result: MAPResult, how: str):
         )
     cov = np.linalg.inv(precision)
     chol = np.linalg.cholesky(0.5 * (cov + cov.T))
-    object.__setattr__(result, "_laplace_cache", (how, z, jnp.asarray(chol, dtype=z.dtype)))
-    result._hessian_method = used
-    return z, jnp.asarray(chol, dtype=z.dtype)
+    return z, jnp.asarray(chol, dtype=z.dtype), used
 
 
 def laplace(
@@ -343,7 +358,7 @@ def laplace(
         coords=coords,
         info={
             "num_draws": int(num_draws),
-            "hessian": getattr(result, "_hessian_method", hessian),
+            "hessian": _hessian_used(result, hessian),
             "covariance": cov,
             "mode_log_density": result.log_density,
         },

@@ -37,8 +37,9 @@ import numpy as np
 from brainmass import storage
 from brainmass.progress import progress_bar
 
+from . import _cache
 from ._checks import check_integers
-from .model import BayesianModel, LogDensity, predictive
+from .model import AbstractBayesianModel, LogDensity, predictive
 from .priors import prior_token
 from .results import Posterior
 
@@ -48,7 +49,7 @@ BACKENDS = ("numpyro", "blackjax")
 
 
 def nuts(
-    bmodel: BayesianModel,
+    bmodel: AbstractBayesianModel,
     data: Any,
     key: Any,
     num_warmup: int = 500,
@@ -70,7 +71,7 @@ def nuts(
 
     **Arguments:**
 
-    - `bmodel`: an `inference.BayesianModel`.
+    - `bmodel`: an `inference.BayesianModel` or `inference.CohortModel`.
     - `data`: the observed data (the monitor's signal, or what the likelihood
       takes); with `batch=True`, a stack of datasets on a leading subject axis.
     - `key`: a `jax.random` key; the same key gives the same draws.
@@ -120,8 +121,10 @@ def nuts(
     )
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept: expected a probability in (0, 1), got {target_accept}.")
-    if not isinstance(bmodel, BayesianModel):
-        raise ValueError(f"bmodel: expected an inference.BayesianModel, got {bmodel!r}.")
+    if not isinstance(bmodel, AbstractBayesianModel):
+        raise ValueError(
+            f"bmodel: expected an inference.BayesianModel or CohortModel, got {bmodel!r}."
+        )
     subjects = _subjects(bmodel, data, batch)
     first = jax.tree.map(lambda x: x[0], data) if batch else data
     k_init, k_run, k_pred = jax.random.split(key, 3)
@@ -204,7 +207,9 @@ def nuts(
     flat = np.concatenate(draws, axis=-2)  # ([subjects,] chains, draws, d)
     sample_stats = {k: np.concatenate([s[k] for s in stats], axis=-1) for k in stats[0]}
     sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1.0)).astype(int)
-    constrain = bmodel._compiled(("constrain",), lambda: jax.jit(jax.vmap(jax.vmap(ld.constrain))))
+    constrain = _cache.compiled(
+        bmodel, ("constrain",), lambda: jax.jit(jax.vmap(jax.vmap(ld.constrain)))
+    )
     dims, coords = bmodel.dims()
     wall = time.perf_counter() - t0
     posts = []
@@ -244,7 +249,7 @@ def nuts(
     return posts if batch else posts[0]
 
 
-def _subjects(bmodel: BayesianModel, data: Any, batch: bool) -> int:
+def _subjects(bmodel: AbstractBayesianModel, data: Any, batch: bool) -> int:
     """Validate the data (every subject with batch=True); returns the number of subjects."""
     if not batch:
         bmodel.check_data(data)
@@ -313,7 +318,8 @@ def _initial_points(bmodel, data, ld: LogDensity, init, key, num_chains: int, la
     n_try = 4 * num_chains
     cand = ld.init[None, :] + jax.random.uniform(key, (n_try, ld.size), minval=-1.0, maxval=1.0)
     cand = jnp.concatenate([ld.init[None, :], cand])
-    evaluate = bmodel._compiled(
+    evaluate = _cache.compiled(
+        bmodel,
         ("initial_lp", batched),
         lambda: jax.jit(
             jax.vmap(jax.vmap(ld.fn_data, (0, None)), (None, 0))
@@ -337,7 +343,8 @@ def _initial_points(bmodel, data, ld: LogDensity, init, key, num_chains: int, la
 
 def _finite_starts(bmodel, ld, data, points, centres, batched):
     """Replace starting points with a -inf log density by their centre; error if that fails too."""
-    evaluate = bmodel._compiled(
+    evaluate = _cache.compiled(
+        bmodel,
         ("start_lp", batched),
         lambda: jax.jit(
             jax.vmap(jax.vmap(ld.fn_data, (0, None)))
@@ -390,10 +397,10 @@ class _NumPyroSampler:
         self._key = ("numpyro", _compile_key(settings))
 
     def init(self, inits, key, data, lanes):
-        s = self.settings
+        s, init_kernel = self.settings, self.init_kernel  # not self: it holds the model
 
         def one(z0, k, data):
-            return self.init_kernel(
+            return init_kernel(
                 z0,
                 s["num_warmup"],
                 target_accept_prob=s["target_accept"],
@@ -403,7 +410,8 @@ class _NumPyroSampler:
                 rng_key=k,
             )
 
-        fn = self.bmodel._compiled(
+        fn = _cache.compiled(
+            self.bmodel,
             self._key + ("init", lanes.subjects is None),
             lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
         )
@@ -427,7 +435,7 @@ class _NumPyroSampler:
 
             return jax.jit(chunk)
 
-        fn = self.bmodel._compiled(self._key + ("run", n, lanes.subjects is None), build)
+        fn = _cache.compiled(self.bmodel, self._key + ("run", n, lanes.subjects is None), build)
         state, (z, st) = fn(state, data)
         return state, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
 
@@ -452,7 +460,8 @@ class _BlackJAXSampler:
             params = {"step_size": jnp.asarray(0.1), "inverse_mass_matrix": inverse_mass}
             return {"state": state, "params": params, "key": k}
 
-        fn = self.bmodel._compiled(
+        fn = _cache.compiled(
+            self.bmodel,
             self._key + ("init", lanes.subjects is None),
             lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
         )
@@ -480,7 +489,8 @@ class _BlackJAXSampler:
             params = {k: params[k] for k in ("step_size", "inverse_mass_matrix")}
             return {"state": state, "params": params, "key": jax.random.key_data(k_next)}
 
-        fn = self.bmodel._compiled(
+        fn = _cache.compiled(
+            self.bmodel,
             self._key + ("warmup", lanes.subjects is None),
             lambda: jax.jit(lanes.map(one, (0, None), data_axis=1)),
         )
@@ -514,7 +524,7 @@ class _BlackJAXSampler:
 
             return jax.jit(chunk)
 
-        fn = self.bmodel._compiled(self._key + ("run", n, lanes.subjects is None), build)
+        fn = _cache.compiled(self.bmodel, self._key + ("run", n, lanes.subjects is None), build)
         carry, (z, st) = fn(carry, data)
         return carry, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
 

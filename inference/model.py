@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import abc
+import copy
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, final
 
 import jax
 import jax.numpy as jnp
@@ -17,10 +19,11 @@ from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
 import brainmass as bm
 
+from . import _cache
 from .likelihoods import AbstractLikelihood
-from .priors import Hierarchical, check_prior, check_priors, prior_shape, sample_prior
+from .priors import Hierarchical, check_priors, prior_shape, sample_prior
 
-__all__ = ["BayesianModel", "LogDensity"]
+__all__ = ["AbstractBayesianModel", "BayesianModel", "LogDensity"]
 
 OBS = "obs"  # the observed site
 FAILED = "simulation_failed"  # the factor that rejects failed simulations
@@ -49,163 +52,60 @@ class LogDensity(NamedTuple):
     fn_data: Callable
 
 
-class BayesianModel:
-    """A simulator with priors over its parameters and a likelihood of the data.
+class AbstractBayesianModel(abc.ABC):
+    """What the samplers use of a model: a NumPyro program over a simulator's parameters.
 
-    **Arguments:**
+    `map_estimate`, `nuts`, `laplace` and `predictive` take any
+    `AbstractBayesianModel` (`isinstance` is their check). The concrete models
+    are final: `BayesianModel` (one dataset, or a batch of independent ones)
+    and `CohortModel` (group and per-subject parameters over a cohort's
+    datasets; it composes the `BayesianModel` of one subject).
 
-    - `sim`: a `brainmass.Simulator`.
-    - `priors`: `{path: prior}`: dotted parameter paths (as in
-      `sim.params()`) to NumPyro distributions in the parameter's canonical
-      unit (`sim.parameter_info()`), of shape `()` (one shared value) or
-      `(n_regions,)` (one per region), or `inference.Hierarchical` priors.
-      Parameters without a prior keep the simulator's values.
-    - `likelihood`: an `inference.likelihoods` likelihood. Deterministic
-      simulators: `TimeSeries`, `FC`, `Custom` (they compare a simulation with
-      the data). Noise-driven (stochastic) simulators: `StateSpace`, `Whittle`,
-      `Linearized("fc")`, or a learned likelihood (`NLE.likelihood()`), which
-      integrate over the process noise.
-    - `conditional_on_noise`: with a stochastic simulator and a likelihood
-      that simulates, fix the simulation's noise to `noise_key` (common random
-      numbers) and use the likelihood of the data given the parameters *and
-      that noise realisation*. This is not the parameters' posterior (with
-      another key than the data's, a decay rate landed +539 posterior sd off;
-      with the data's own key the posterior collapses to a point), so it must
-      be asked for by name; without it such a model is refused.
-    - `noise_key`: the `jax.random` key of that fixed noise (with
-      `conditional_on_noise=True`); ignored otherwise.
+    A concrete model sets these attributes when built, and they do not change:
 
-    A parameter the simulator does not have, a prior whose shape does not
-    match, or whose support leaves the parameter's domain (a negative time
-    constant, say) is a ValueError here, before any sampling.
+    - `sim`: the `brainmass.Simulator`.
+    - `priors`: `{path: prior}` as given.
+    - `likelihood`: the likelihood, bound to `sim`.
+    - `paths`: the inferred parameter paths (the priors' keys, in order).
+    - `units`: `{path: unit name}` of those parameters.
+    - `n_regions`: the simulator's number of regions.
+    - `conditional_on_noise`, `noise_key`: the fixed noise realisation, if any.
 
-    Sites: each prior's path (hierarchical: `path.loc`, `path.scale`,
-    `path.z` and `path` as deterministic), each inferred noise parameter as
-    `likelihood.<name>`, the observed data as `obs`, and a factor
-    `simulation_failed` (`-inf` when the simulation blew up or gave NaN, so that
-    NUTS rejects the proposal and optimisers step back).
+    It implements the NumPyro program (`numpyro_model`, `prior_model`), the
+    prediction (`predict`), the data check (`check_data`) and the ArviZ labels
+    (`dims`). Everything else here (the flat log density, flattening, prior
+    draws, site names) is built from those, the same for every model.
     """
 
-    def __init__(
-        self,
-        sim: bm.Simulator,
-        priors: Mapping[str, Any],
-        likelihood: AbstractLikelihood,
-        *,
-        conditional_on_noise: bool = False,
-        noise_key: Any = None,
-    ):
-        if not isinstance(sim, bm.Simulator):
-            raise ValueError(f"sim: expected a brainmass.Simulator, got {type(sim).__name__}.")
-        if not isinstance(likelihood, AbstractLikelihood):
-            raise ValueError(
-                "likelihood: expected an inference.likelihoods likelihood (StateSpace, Whittle, "
-                f"Linearized, TimeSeries, FC, Custom, NLE.likelihood()), got {likelihood!r}."
-            )
-        info = check_priors(sim, priors, self._check_prior)
-        n = sim.network.n_regions
-        stochastic = sim.network.noise is not None
-        conditional = stochastic and likelihood.needs_simulation
-        if conditional and not conditional_on_noise:
-            raise ValueError(
-                f"likelihood: {type(likelihood).__name__} compares one simulation with the data, "
-                "but this simulator is stochastic: each simulation is one draw of its noise, and "
-                "the likelihood given one draw is not the parameters' likelihood (the posterior "
-                "lands far off, or collapses to a point with the data's own key). Use a "
-                "likelihood that integrates over the noise: likelihoods.StateSpace (the exact "
-                "likelihood of the series of a linear or linearised network), "
-                "likelihoods.Whittle (its spectra), likelihoods.Linearized('fc') (its FC), or "
-                "simulation-based inference (inference.NPE, or NLE(...).likelihood()). To "
-                "condition on one noise realisation anyway, pass conditional_on_noise=True and "
-                "noise_key=jax.random.key(...)."
-            )
-        if conditional and noise_key is None:
-            raise ValueError(
-                "noise_key: conditional_on_noise=True fixes the simulation's noise to one "
-                "realisation; pass noise_key=jax.random.key(...)."
-            )
-        self.sim = sim
-        self.priors = dict(priors)
-        self.likelihood = likelihood.bind(sim)
-        self.conditional_on_noise = bool(conditional)
-        self.noise_key = noise_key if conditional else None
-        self.paths = tuple(self.priors)
-        self.units = {p: info[p].unit for p in self.paths}
-        self.n_regions = n
-        self._simulate = sim.function(list(self.paths), output="result")
+    sim: bm.Simulator
+    priors: dict[str, Any]
+    likelihood: AbstractLikelihood
+    paths: tuple[str, ...]
+    units: dict[str, str]
+    n_regions: int
+    conditional_on_noise: bool
+    noise_key: Any
 
-    def _check_prior(self, path, prior, domain, shapes) -> None:
-        check_prior(path, prior, domain, shapes)
-
-    # ------------------------------------------------------------------ the model
-    def _sample_parameters(self) -> dict[str, Any]:
-        return {p: sample_prior(p, prior, self.n_regions) for p, prior in self.priors.items()}
-
-    def _sample_noise(self) -> dict[str, Any]:
-        out = {}
-        for name, value in self.likelihood.noise_parameters().items():
-            if isinstance(value, dist.Distribution):
-                value = numpyro.sample(f"likelihood.{name}", value)
-            out[name] = value
-        return out
-
-    def predict(self, theta: Mapping[str, Any]) -> tuple[Any, Any]:
-        """The likelihood's prediction at parameters `theta` `{path: value}`, and an ok flag.
-
-        The flag is False where the simulation failed or the prediction is not
-        finite. Pure: jit-, vmap- and grad-able.
-        """
-        lik = self.likelihood
-        if lik.needs_simulation:
-            result = self._simulate(dict(theta), self.noise_key)
-            prediction, ok = lik.predict(self.sim, result), jnp.asarray(result.ok)
-        else:
-            prediction, ok = lik.predict_without_simulation(self.sim.with_params(dict(theta)))
-        leaves = jax.tree.leaves(prediction)
-        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
-        return prediction, ok & finite
-
+    # ------------------------------------------------------------------ the program
+    @abc.abstractmethod
     def numpyro_model(self, data: Any = None) -> None:
-        """The NumPyro model: priors, simulation, likelihood of `data`.
+        """The NumPyro model: priors, simulation, likelihood of `data` (None: sample it)."""
 
-        With `data=None` the observed site is sampled (prior or posterior
-        predictive). Use it with any NumPyro inference:
-        `MCMC(NUTS(bmodel.numpyro_model), ...).run(key, data)`.
-        """
-        theta = self._sample_parameters()
-        noise = self._sample_noise()
-        prediction, ok = self.predict(theta)
-        observed = None if data is None else self.likelihood.prepare(data)
-        safe = self._safe_prediction(prediction, ok, observed)
-        numpyro.factor(FAILED, jnp.where(ok, 0.0, -jnp.inf))
-        d = self.likelihood.distribution(safe, noise, data=data, theta=theta)
-        numpyro.sample(OBS, d, obs=observed)
-
-    def _safe_prediction(self, prediction: Any, ok: Any, observed: Any) -> Any:
-        """The prediction where the simulation succeeded, else the likelihood's `fallback`.
-
-        A failed simulation (or a non-finite prediction: an unstable linearisation) is
-        rejected by the `FAILED` factor; the likelihood still gets a finite argument so that
-        its gradient is not NaN. `ok` has the prediction's leading (subject) axes, or none.
-        """
-
-        def pick(p, fallback):
-            flag = jnp.reshape(ok, jnp.shape(ok) + (1,) * (jnp.ndim(p) - jnp.ndim(ok)))
-            return jnp.where(flag, p, fallback)
-
-        return jax.tree.map(pick, prediction, self.likelihood.fallback(prediction, observed))
-
+    @abc.abstractmethod
     def prior_model(self) -> None:
         """The priors alone (parameters and noise parameters), as a NumPyro model."""
-        self._sample_parameters()
-        self._sample_noise()
 
-    # ------------------------------------------------------------------ checks
+    @abc.abstractmethod
+    def predict(self, theta: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The likelihood's prediction at `theta` `{path: value}` and an ok flag; pure."""
+
+    @abc.abstractmethod
     def check_data(self, data: Any) -> Any:
-        """Validate `data` against the simulator's output; returns it prepared (as compared)."""
-        if data is None:
-            raise ValueError("data: expected the observed data, got None.")
-        return self.likelihood.prepare(data)
+        """Validate `data`; returns it prepared (as the likelihood compares it)."""
+
+    @abc.abstractmethod
+    def dims(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
+        """ArviZ dims `{site: [dim, ...]}` and coords `{dim: labels}`."""
 
     # ------------------------------------------------------------------ flat log density
     def logdensity(self, data: Any, key: Any = None) -> LogDensity:
@@ -224,7 +124,11 @@ class BayesianModel:
         median = {s: jnp.asarray(np.median(draws[s], axis=0)) for s in latent}
         z0 = unconstrain_fn(self.prior_model, (), {}, median)
         init, unravel = ravel_pytree(z0)
-        model = self.numpyro_model
+        # the functions close over a shallow copy (the same fields, another identity): the
+        # samplers compiled from them are cached under this model, weakly (`inference._cache`),
+        # and a value that held the model itself would keep it alive for ever
+        twin = copy.copy(self)
+        model, prior_model = twin.numpyro_model, twin.prior_model
 
         def fn_data(flat, data):
             value = -potential_energy(model, (data,), {}, unravel(flat))
@@ -234,7 +138,7 @@ class BayesianModel:
             return fn_data(flat, data)
 
         def constrain(flat):
-            return constrain_fn(self.prior_model, (), {}, unravel(flat), return_deterministic=True)
+            return constrain_fn(prior_model, (), {}, unravel(flat), return_deterministic=True)
 
         return LogDensity(fn, init, unravel, constrain, int(init.shape[0]), fn_data)
 
@@ -281,29 +185,214 @@ class BayesianModel:
         return sorted(names)
 
     def _compiled(self, name: Any, build: Callable) -> Any:
-        """`build()` once per model and `name`: compiled samplers are reused across datasets."""
-        cache = self.__dict__.setdefault("_cache", {})
-        if name not in cache:
-            cache[name] = build()
-        return cache[name]
+        """`build()` once per model and `name` (kept for callers): `inference._cache.compiled`.
+
+        Nothing is stored on the model: the value lives in `inference._cache`, held
+        weakly by the model.
+        """
+        return _cache.compiled(self, name, build)
+
+
+# ----------------------------------------------------------------------------- shared parts
+
+
+def _sample_noise(likelihood: AbstractLikelihood) -> dict[str, Any]:
+    """The likelihood's noise parameters inside a NumPyro model (sites `likelihood.<name>`)."""
+    out = {}
+    for name, value in likelihood.noise_parameters().items():
+        if isinstance(value, dist.Distribution):
+            value = numpyro.sample(f"likelihood.{name}", value)
+        out[name] = value
+    return out
+
+
+def _safe_prediction(
+    likelihood: AbstractLikelihood, prediction: Any, ok: Any, observed: Any
+) -> Any:
+    """The prediction where the simulation succeeded, else the likelihood's `fallback`.
+
+    A failed simulation (or a non-finite prediction: an unstable linearisation) is
+    rejected by the `FAILED` factor; the likelihood still gets a finite argument so that
+    its gradient is not NaN. `ok` has the prediction's leading (subject) axes, or none.
+    """
+
+    def pick(p, fallback):
+        flag = jnp.reshape(ok, jnp.shape(ok) + (1,) * (jnp.ndim(p) - jnp.ndim(ok)))
+        return jnp.where(flag, p, fallback)
+
+    return jax.tree.map(pick, prediction, likelihood.fallback(prediction, observed))
+
+
+def _observe(likelihood, theta, noise, prediction, ok, data, observed, failed) -> None:
+    """The factor rejecting failed simulations (`failed`, log scale) and the observed site."""
+    safe = _safe_prediction(likelihood, prediction, ok, observed)
+    numpyro.factor(FAILED, failed)
+    d = likelihood.distribution(safe, noise, data=data, theta=theta)
+    numpyro.sample(OBS, d, obs=observed)
+
+
+def _parameter_dims(
+    priors: Mapping[str, Any], n_regions: int, labels: Any
+) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """ArviZ dims and coords of the parameter sites: `region` for per-region values."""
+    dims, coords = {}, {}
+    for path, prior in priors.items():
+        shape = prior_shape(prior, n_regions)
+        if shape == ():
+            continue
+        if shape == (n_regions,):
+            dim = "region"
+            coords["region"] = labels
+        else:
+            dim = f"{path}_member"
+        dims[path] = [dim]
+        if isinstance(prior, Hierarchical):
+            dims[f"{path}.{prior.member_site}"] = [dim]
+    return dims, coords
+
+
+def _check_components(sim: Any, likelihood: Any) -> None:
+    """The simulator and likelihood types (ValueErrors naming what was given)."""
+    if not isinstance(sim, bm.Simulator):
+        raise ValueError(f"sim: expected a brainmass.Simulator, got {type(sim).__name__}.")
+    if not isinstance(likelihood, AbstractLikelihood):
+        raise ValueError(
+            "likelihood: expected an inference.likelihoods likelihood (StateSpace, Whittle, "
+            f"Linearized, TimeSeries, FC, Custom, NLE.likelihood()), got {likelihood!r}."
+        )
+
+
+@final
+class BayesianModel(AbstractBayesianModel):
+    """A simulator with priors over its parameters and a likelihood of the data.
+
+    **Arguments:**
+
+    - `sim`: a `brainmass.Simulator`.
+    - `priors`: `{path: prior}`: dotted parameter paths (as in
+      `sim.params()`) to NumPyro distributions in the parameter's canonical
+      unit (`sim.parameter_info()`), of shape `()` (one shared value) or
+      `(n_regions,)` (one per region), or `inference.Hierarchical` priors.
+      Parameters without a prior keep the simulator's values.
+    - `likelihood`: an `inference.likelihoods` likelihood. Deterministic
+      simulators: `TimeSeries`, `FC`, `Custom` (they compare a simulation with
+      the data). Noise-driven (stochastic) simulators: `StateSpace`, `Whittle`,
+      `Linearized("fc")`, or a learned likelihood (`NLE.likelihood()`), which
+      integrate over the process noise.
+    - `conditional_on_noise`: with a stochastic simulator and a likelihood
+      that simulates, fix the simulation's noise to `noise_key` (common random
+      numbers) and use the likelihood of the data given the parameters *and
+      that noise realisation*. This is not the parameters' posterior (with
+      another key than the data's, a decay rate landed +539 posterior sd off;
+      with the data's own key the posterior collapses to a point), so it must
+      be asked for by name; without it such a model is refused.
+    - `noise_key`: the `jax.random` key of that fixed noise (with
+      `conditional_on_noise=True`); ignored otherwise.
+
+    A parameter the simulator does not have, a prior whose shape does not
+    match, or whose support leaves the parameter's domain (a negative time
+    constant, say) is a ValueError here, before any sampling.
+
+    Sites: each prior's path (hierarchical: `path.loc`, `path.scale`,
+    `path.z` and `path` as deterministic), each inferred noise parameter as
+    `likelihood.<name>`, the observed data as `obs`, and a factor
+    `simulation_failed` (`-inf` when the simulation blew up or gave NaN, so that
+    NUTS rejects the proposal and optimisers step back).
+    """
+
+    def __init__(
+        self,
+        sim: bm.Simulator,
+        priors: Mapping[str, Any],
+        likelihood: AbstractLikelihood,
+        *,
+        conditional_on_noise: bool = False,
+        noise_key: Any = None,
+    ):
+        _check_components(sim, likelihood)
+        info = check_priors(sim, priors)
+        n = sim.network.n_regions
+        stochastic = sim.network.noise is not None
+        conditional = stochastic and likelihood.needs_simulation
+        if conditional and not conditional_on_noise:
+            raise ValueError(
+                f"likelihood: {type(likelihood).__name__} compares one simulation with the data, "
+                "but this simulator is stochastic: each simulation is one draw of its noise, and "
+                "the likelihood given one draw is not the parameters' likelihood (the posterior "
+                "lands far off, or collapses to a point with the data's own key). Use a "
+                "likelihood that integrates over the noise: likelihoods.StateSpace (the exact "
+                "likelihood of the series of a linear or linearised network), "
+                "likelihoods.Whittle (its spectra), likelihoods.Linearized('fc') (its FC), or "
+                "simulation-based inference (inference.NPE, or NLE(...).likelihood()). To "
+                "condition on one noise realisation anyway, pass conditional_on_noise=True and "
+                "noise_key=jax.random.key(...)."
+            )
+        if conditional and noise_key is None:
+            raise ValueError(
+                "noise_key: conditional_on_noise=True fixes the simulation's noise to one "
+                "realisation; pass noise_key=jax.random.key(...)."
+            )
+        self.sim = sim
+        self.priors = dict(priors)
+        self.likelihood = likelihood.bind(sim)
+        self.conditional_on_noise = bool(conditional)
+        self.noise_key = noise_key if conditional else None
+        self.paths = tuple(self.priors)
+        self.units = {p: info[p].unit for p in self.paths}
+        self.n_regions = n
+        self._simulate = sim.function(list(self.paths), output="result")
+
+    # ------------------------------------------------------------------ the model
+    def _sample_parameters(self) -> dict[str, Any]:
+        return {p: sample_prior(p, prior, self.n_regions) for p, prior in self.priors.items()}
+
+    def predict(self, theta: Mapping[str, Any]) -> tuple[Any, Any]:
+        """The likelihood's prediction at parameters `theta` `{path: value}`, and an ok flag.
+
+        The flag is False where the simulation failed or the prediction is not
+        finite. Pure: jit-, vmap- and grad-able.
+        """
+        lik = self.likelihood
+        if lik.needs_simulation:
+            result = self._simulate(dict(theta), self.noise_key)
+            prediction, ok = lik.predict(self.sim, result), jnp.asarray(result.ok)
+        else:
+            prediction, ok = lik.predict_without_simulation(self.sim.with_params(dict(theta)))
+        leaves = jax.tree.leaves(prediction)
+        finite = jnp.all(jnp.asarray([jnp.all(jnp.isfinite(x)) for x in leaves]))
+        return prediction, ok & finite
+
+    def numpyro_model(self, data: Any = None) -> None:
+        """The NumPyro model: priors, simulation, likelihood of `data`.
+
+        With `data=None` the observed site is sampled (prior or posterior
+        predictive). Use it with any NumPyro inference:
+        `MCMC(NUTS(bmodel.numpyro_model), ...).run(key, data)`.
+        """
+        theta = self._sample_parameters()
+        noise = _sample_noise(self.likelihood)
+        prediction, ok = self.predict(theta)
+        observed = None if data is None else self.likelihood.prepare(data)
+        failed = jnp.where(ok, 0.0, -jnp.inf)
+        _observe(self.likelihood, theta, noise, prediction, ok, data, observed, failed)
+
+    def prior_model(self) -> None:
+        """The priors alone (parameters and noise parameters), as a NumPyro model."""
+        self._sample_parameters()
+        _sample_noise(self.likelihood)
+
+    # ------------------------------------------------------------------ checks
+    def check_data(self, data: Any) -> Any:
+        """Validate `data` against the simulator's output; returns it prepared (as compared)."""
+        if data is None:
+            raise ValueError("data: expected the observed data, got None.")
+        return self.likelihood.prepare(data)
 
     # ------------------------------------------------------------------ labels
     def dims(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
         """ArviZ dims `{site: [dim, ...]}` and coords `{dim: labels}` of the parameters."""
         labels = np.asarray(self.sim.network.connectome.labels)
-        dims, coords = {}, {}
-        for path, prior in self.priors.items():
-            shape = prior_shape(prior, self.n_regions)
-            if shape == ():
-                continue
-            if shape == (self.n_regions,):
-                dim = "region"
-                coords["region"] = labels
-            else:
-                dim = f"{path}_member"
-            dims[path] = [dim]
-            if isinstance(prior, Hierarchical):
-                dims[f"{path}.{prior.member_site}"] = [dim]
+        dims, coords = _parameter_dims(self.priors, self.n_regions, labels)
         obs_dims, obs_coords = self.likelihood.dims()
         if obs_dims:
             dims[OBS] = obs_dims
@@ -315,7 +404,7 @@ class BayesianModel:
         return f"BayesianModel({{{priors}}}, {type(self.likelihood).__name__})"
 
 
-def _pointwise(bmodel: BayesianModel, values: Mapping[str, Any], data: Any, key: Any):
+def _pointwise(bmodel: AbstractBayesianModel, values: Mapping[str, Any], data: Any, key: Any):
     """Pointwise log-likelihood and a data draw at one parameter point (constrained latent values).
 
     Returns `(log_likelihood, draw)`: arrays of the prepared data's shape; the
@@ -334,7 +423,7 @@ def _pointwise(bmodel: BayesianModel, values: Mapping[str, Any], data: Any, key:
 
 
 def predictive(
-    bmodel: BayesianModel,
+    bmodel: AbstractBayesianModel,
     samples: Mapping[str, Any],
     data: Any,
     key: Any,
@@ -364,9 +453,10 @@ def predictive(
     keys = jax.random.split(key, n)
 
     def build():
-        return jax.jit(jax.vmap(lambda v, k, d: _pointwise(bmodel, v, d, k), (0, 0, None)))
+        twin = copy.copy(bmodel)  # not bmodel: the cached value must not keep it alive
+        return jax.jit(jax.vmap(lambda v, k, d: _pointwise(twin, v, d, k), (0, 0, None)))
 
-    compiled = bmodel._compiled(("predictive", batch_size), build)
+    compiled = _cache.compiled(bmodel, ("predictive", batch_size), build)
     data_j = jax.tree.map(jnp.asarray, data)
 
     def batch(values, keys):

@@ -449,8 +449,11 @@ def test_checkpoint_resume_continues_the_same_chain(
     assert partial.info["interrupted"] and partial.n_draws == 240
     assert partial.log_likelihood is None  # no predictive on an interrupted run
     monkeypatch.setattr(mcmc._NumPyroSampler, "run", real_run)
-    # as in a new process: nothing compiled is kept (the bmodel is a session fixture: restore)
-    monkeypatch.setattr(bmodel, "_cache", {})
+    # as in a new process: nothing compiled is kept (the bmodel is a session fixture: the
+    # cache's table comes back after the test)
+    from inference import _cache
+
+    monkeypatch.setattr(_cache, "_tables", {})
     resumed = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **NUTS_SETTINGS)
     assert resumed.info["resumed"] and resumed.n_draws == 500
     np.testing.assert_allclose(resumed.samples["model.lam"], full.samples["model.lam"], rtol=1e-6)
