@@ -580,7 +580,7 @@ def flow_routes(problem, routes, grid, signals, key, n_bank):
         with Clock() as clk:
             est = cls(problem.sim, problem.priors, lag_summary, **FLOW)
             bank = inf.SimulationBank.from_arrays(theta_bank, x_bank, est.space)
-            est.train_on(bank, jax.random.fold_in(key, 7 if route == "npe" else 8), **FIT)
+            est = est.train_on(bank, jax.random.fold_in(key, 7 if route == "npe" else 8), **FIT)
             if route == "npe":  # the flow's posterior density at every grid point
                 raw = np.asarray(jax.vmap(lag_summary)(jnp.asarray(signals)))
                 density = jax.jit(lambda r, est=est: est.posterior(features=r).log_prob(pts))

@@ -144,8 +144,13 @@ def test_bounded_parameters_stay_in_the_support():
     theta = np.asarray(space.sample(jax.random.key(0), 1500))
     rng = np.random.default_rng(0)
     x = np.stack([theta[:, 0] + 0.3 * rng.standard_normal(1500), np.log(theta[:, 1])], 1)
-    npe = NPE(None, priors, None, flow="coupling", **SMALL)
-    npe.train_on(SimulationBank.from_arrays(theta, x, space), jax.random.key(1), **TRAIN)
+    untrained = NPE(None, priors, None, flow="coupling", **SMALL)
+    bank = SimulationBank.from_arrays(theta, x, space)
+    npe = untrained.train_on(bank, jax.random.key(1), **TRAIN)
+    # training returns a trained copy and leaves the estimator it was called on untouched
+    assert npe is not untrained and untrained.flow is None and untrained.info == {}
+    with pytest.raises(ValueError, match="not trained yet"):
+        untrained.posterior(features=np.array([0.98, 0.1]))
     draws = npe.posterior(features=np.array([0.98, 0.1])).sample(jax.random.key(2), 3000)
     assert np.all((draws["g"] > 0) & (draws["g"] < 1)) and np.all(draws["k"] > 0)
     assert np.quantile(draws["g"], 0.9) > 0.7  # pushed against the upper bound, not beyond
@@ -224,7 +229,7 @@ def test_npe_on_a_simulator_trains_on_a_bank_with_failures(ou_sim):
     npe = NPE(ou_sim, OU_PRIORS, _log_variance, **SMALL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        npe.train(jax.random.key(11), 256, chunk_size=64, **{**TRAIN, "max_epochs": 30})
+        npe = npe.train(jax.random.key(11), 256, chunk_size=64, **{**TRAIN, "max_epochs": 30})
     assert npe.bank.n_failed > 0 and len(npe.bank) + npe.bank.n_failed == 256
     signal = (
         ou_sim.with_params({"coupling.G": 0.05, "model.lam": 0.12}).run(jax.random.key(12)).signal
@@ -316,7 +321,7 @@ def test_sequential_rounds_focus_the_simulations_on_the_observation(ou_sim):
     npe = NPE(ou_sim, priors, _log_variance, **SMALL)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        npe.train(
+        npe = npe.train(
             jax.random.key(51),
             512,
             rounds=2,

@@ -517,7 +517,9 @@ def _npe(out, cfg, sim, weights, data, keys, jax, inf):
     # its own order: its last `held` are still never trained on)
     held = min(cfg["sbc"], len(bank) // 4)
     train = dataclasses.replace(bank, theta=bank.theta[:-held], x=bank.x[:-held])
-    estimator.train_on(train, keys["train"], max_epochs=cfg["epochs"], progress=False, **NPE_FIT)
+    estimator = estimator.train_on(
+        train, keys["train"], max_epochs=cfg["epochs"], progress=False, **NPE_FIT
+    )
     estimator.save(out / "npe.npz")
     npe_post = estimator.posterior(data).to_posterior(keys["npe"], NPE_DRAWS)
     npe_post.save(out / "posterior_npe.nc")

@@ -15,7 +15,7 @@ are mapped back, so no posterior mass falls outside the prior's support, and
 their canonical units.
 
     npe = inf.NPE(sim, {"coupling.G": dist.Uniform(0, 1)}, inf.summaries.FC())
-    npe.train(jax.random.key(0), num_simulations=5_000)
+    npe = npe.train(jax.random.key(0), num_simulations=5_000)  # a trained copy
     post = npe.posterior(observed_signal)        # (n_samples, n_channels) or a batch
     draws = post.sample(jax.random.key(1), 1_000)   # {path: (1000, *shape)}
 """

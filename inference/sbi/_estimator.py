@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import time
@@ -153,7 +154,9 @@ class _FlowEstimator:
         progress: bool = True,
         **fit_kwargs: Any,
     ) -> NPE:
-        """Simulate a bank from the priors and train on it; returns self.
+        """Simulate a bank from the priors and train on it; returns the trained estimator.
+
+        A new estimator (`npe = npe.train(key, n)`); this one is left as it was.
 
         **Arguments:**
 
@@ -182,7 +185,10 @@ class _FlowEstimator:
         learning_rate: float = 5e-4,
         progress: bool = True,
     ) -> NPE:
-        """Train the flow on a bank (maximum likelihood, Adam); returns self.
+        """Train the flow on a bank (maximum likelihood, Adam); returns the trained estimator.
+
+        A new estimator is returned (`npe = npe.train_on(bank, key)`); this one is left as
+        it was (untrained, or trained as before), as equinox modules are.
 
         **Arguments:**
 
@@ -203,12 +209,13 @@ class _FlowEstimator:
                 f"{self.space.names}."
             )
         self._check_bank_priors(bank)
-        if isinstance(self.summary, Identity) and self.summary.shape is None:
-            self.summary = Identity(bank.x.shape[1:])  # features given as they are
-        if tuple(bank.x.shape[1:]) != tuple(self.summary.shape):
+        est = copy.copy(self)  # training returns a trained copy; self is left untouched
+        if isinstance(est.summary, Identity) and est.summary.shape is None:
+            est.summary = Identity(bank.x.shape[1:])  # features given as they are
+        if tuple(bank.x.shape[1:]) != tuple(est.summary.shape):
             raise ValueError(
                 f"bank: its summaries have shape {bank.x.shape[1:]}, this estimator's summary "
-                f"gives {tuple(self.summary.shape)}."
+                f"gives {tuple(est.summary.shape)}."
             )
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(
@@ -223,9 +230,9 @@ class _FlowEstimator:
                 f"fraction of {validation_fraction} (at least 2 training and 1 validation)."
             )
         t0 = time.perf_counter()
-        self._fitted_summary = self.summary.fit(np.asarray(bank.x))
-        x = np.asarray(self._fitted_summary.project(jnp.asarray(bank.x)))
-        z = np.asarray(self.space.unconstrain(jnp.asarray(bank.theta)))
+        est._fitted_summary = est.summary.fit(np.asarray(bank.x))
+        x = np.asarray(est._fitted_summary.project(jnp.asarray(bank.x)))
+        z = np.asarray(est.space.unconstrain(jnp.asarray(bank.theta)))
         keep = np.all(np.isfinite(z), axis=1) & np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)
         z, x = z[keep], x[keep]  # a draw exactly on a bound has an infinite z
         norm = {
@@ -234,15 +241,15 @@ class _FlowEstimator:
             "x_mean": x.mean(0),
             "x_std": _safe_std(x),
         }
-        self._norm = {k: jnp.asarray(v) for k, v in norm.items()}
+        est._norm = {k: jnp.asarray(v) for k, v in norm.items()}
         zs = (z - norm["z_mean"]) / norm["z_std"]
         xs = (x - norm["x_mean"]) / norm["x_std"]
-        if self.embedding is None:
+        if est.embedding is None:
             xs = xs.reshape(len(xs), -1)
         k_init, k_fit = jax.random.split(key)
-        flow = self._build_flow(k_init, tuple(xs.shape[1:]))
+        flow = est._build_flow(k_init, tuple(xs.shape[1:]))
         n_train = len(zs) - int(round(validation_fraction * len(zs)))
-        target, condition = self._roles(jnp.asarray(zs), jnp.asarray(xs))
+        target, condition = est._roles(jnp.asarray(zs), jnp.asarray(xs))
         flow, losses = fit_flow(
             k_fit,
             flow,
@@ -255,21 +262,21 @@ class _FlowEstimator:
             learning_rate=learning_rate,
             progress=progress,
         )
-        self.flow = flow
-        self.losses = {k: [float(v) for v in vals] for k, vals in losses.items()}
-        self.bank = bank
-        best = int(np.argmin(self.losses["val"]))
-        self.info = {
+        est.flow = flow
+        est.losses = {k: [float(v) for v in vals] for k, vals in losses.items()}
+        est.bank = bank
+        best = int(np.argmin(est.losses["val"]))
+        est.info = {
             "train_s": time.perf_counter() - t0,
-            "epochs": len(self.losses["train"]),
+            "epochs": len(est.losses["train"]),
             "best_epoch": best + 1,
-            "best_val_loss": self.losses["val"][best],
+            "best_val_loss": est.losses["val"][best],
             "n_train": n_train,
             "n_validation": len(zs) - n_train,
             "n_dropped": int((~keep).sum()),
-            "stopped_early": len(self.losses["train"]) < max_epochs,
+            "stopped_early": len(est.losses["train"]) < max_epochs,
         }
-        return self
+        return est
 
     def _check_bank_priors(self, bank: SimulationBank) -> None:
         """Refuse a bank drawn under other priors than this estimator's.

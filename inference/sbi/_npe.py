@@ -109,10 +109,10 @@ class NPE(_FlowEstimator):
         per_round = int(num_simulations) // int(rounds)
         check_integers(("num_simulations / rounds", per_round, 2))
         keys = jax.random.split(key, 2 * rounds)
-        bank, history = None, []
+        bank, history, est = None, [], self
         for r in range(rounds):
             proposal, kept = (
-                (None, 1.0) if r == 0 else self._truncated_prior(observed, keys[2 * r], truncation)
+                (None, 1.0) if r == 0 else est._truncated_prior(observed, keys[2 * r], truncation)
             )
             path = None
             if checkpoint is not None:
@@ -128,9 +128,9 @@ class NPE(_FlowEstimator):
             )
             bank = new if bank is None else bank.merge(new)
             history.append({"round": r + 1, "simulations": len(new), "prior_mass_kept": kept})
-            self.train_on(bank, keys[2 * r + 1], progress=progress, **fit_kwargs)
-        self.info["rounds"] = history
-        return self
+            est = est.train_on(bank, keys[2 * r + 1], progress=progress, **fit_kwargs)
+        est.info = {**est.info, "rounds": history}
+        return est
 
     def _truncated_prior(self, observed: Any, key: Any, truncation: float):
         """A jit-able proposal: the prior restricted to the posterior's HPD region."""
