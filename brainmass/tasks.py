@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._custom_types import Array, Float, Int, PRNGKeyArray
+from .checks import check_int
 
 __all__ = ["context_dependent_integration", "delayed_match_to_sample", "sequential_digits"]
 
@@ -37,9 +38,7 @@ Targets = Int[Array, " n_trials"]
 
 
 def _count(value: int, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return check_int(value, name, minimum)
 
 
 def _nonnegative(value: float, name: str) -> float:

@@ -63,6 +63,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.scipy.linalg import lu_factor, lu_solve, solve_triangular
 
+from brainmass.checks import check_int
+
 __all__ = ["log_likelihood_terms", "sample", "steady_state_change", "choose_steady_after"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -352,9 +354,7 @@ def log_likelihood_terms(
 
 
 def _check_steps(name: str, value) -> None:
-    ok = isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if not ok or value < 1:
-        raise ValueError(f"{name}: expected an integer >= 1, got {value!r}.")
+    check_int(value, name, 1)
 
 
 def _covariance_changes(F, Q, H, P1, R, n_steps: int) -> jax.Array:

@@ -48,6 +48,8 @@ import jax.numpy as jnp
 import numpy as np
 from jaxtyping import Array, Complex, Float, Int
 
+from brainmass.checks import check_int
+
 __all__ = [
     "expected_periodogram",
     "fc_z_log_likelihood",
@@ -89,9 +91,7 @@ def _check_gamma(fn: str, gamma, min_channels: int = 1) -> jax.Array:
 
 
 def _check_int(fn: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or int(value) != value or value < minimum:
-        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    return check_int(value, f"{fn}: {name}", minimum)  # the one count check
 
 
 # =====================================================================================

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ..checks import check_key
+from ..checks import check_int, check_key
 from ..errors import SimulationError
 from ..simulator import Simulator
 from ..units import to_canonical
@@ -170,19 +170,17 @@ class Fitter:
                     raise ValueError(f"clip_norm: expected a norm > 0, got {clip_norm!r}.")
                 optimizer = optax.chain(optax.clip_by_global_norm(clip_norm), optimizer)
             self.optimizer = optimizer
-        if not (isinstance(num_starts, int) and num_starts >= 1):
-            raise ValueError(f"num_starts: expected an integer >= 1, got {num_starts!r}.")
+        num_starts = check_int(num_starts, "num_starts", 1)
         if num_starts > 1 and self.kind != "gradient" and self.method_name != "L-BFGS-B":
             raise ValueError(
                 f"num_starts: several starts are for gradient methods and L-BFGS-B; {method!r} "
                 "searches with a population instead (population=)."
             )
         self.num_starts = num_starts
-        if population is not None and not (isinstance(population, int) and population >= 2):
-            raise ValueError(f"population: expected an integer >= 2, got {population!r}.")
+        if population is not None:
+            population = check_int(population, "population", 2)
         self.population = population
-        if not (isinstance(batch_size, int) and batch_size >= 1):
-            raise ValueError(f"batch_size: expected an integer >= 1, got {batch_size!r}.")
+        batch_size = check_int(batch_size, "batch_size", 1)
         self.batch_size = batch_size
         if noise not in ("fixed", "fresh"):
             raise ValueError(f"noise: expected 'fixed' or 'fresh', got {noise!r}.")
@@ -252,8 +250,7 @@ class Fitter:
 
         **Returns:** a `FitResult`.
         """
-        if not (isinstance(steps, int) and steps >= 1):
-            raise ValueError(f"steps: expected an integer >= 1, got {steps!r}.")
+        steps = check_int(steps, "steps", 1)
         key = self._check_key(key)
         starts = self._starts(key, init)
         recorder = _Recorder(self, steps)

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from ..checks import check_int
 from ..units import MM, to_canonical, to_float
 from ._checks import as_origin
 
@@ -243,8 +244,7 @@ def meg_helmet(
     **Returns:** `(positions, orientations)`, NumPy arrays `(n_sensors, 3)`:
     positions in mm and unit normals.
     """
-    if isinstance(n_sensors, bool) or not isinstance(n_sensors, (int, np.integer)) or n_sensors < 1:
-        raise ValueError(f"n_sensors: expected an integer >= 1, got {n_sensors!r}.")
+    n_sensors = check_int(n_sensors, "n_sensors", 1)
     r = to_float(radius, MM, "radius")
     if not r > 0:
         raise ValueError(f"radius: expected a radius > 0 mm, got {r}.")

@@ -11,6 +11,7 @@ import numpy as np
 
 from .._custom_types import Float
 from .._params import broadcast_to_regions, parameter_fields
+from ..checks import check_int
 from ..models._base import AbstractNeuralMass
 from ..units import to_float
 
@@ -77,11 +78,15 @@ class NeuralMassSeqNetwork(eqx.Module):
     ):
         if not isinstance(model, AbstractNeuralMass):
             raise ValueError(f"model: expected a brainmass neural mass model, got {model!r}.")
-        for name, value in (("n_inputs", n_inputs), ("n_units", n_units), ("n_outputs", n_outputs)):
-            if not (isinstance(value, int) and value >= 1):
-                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}.")
-        if not (isinstance(substeps, int) and substeps >= 1):
-            raise ValueError(f"substeps: expected an integer >= 1, got {substeps!r}.")
+        n_inputs, n_units, n_outputs, substeps = (
+            check_int(v, name, 1)
+            for name, v in (
+                ("n_inputs", n_inputs),
+                ("n_units", n_units),
+                ("n_outputs", n_outputs),
+                ("substeps", substeps),
+            )
+        )
         dt = to_float(dt, type(model).time_unit, "dt")
         if not dt > 0:
             raise ValueError(f"dt: expected a step > 0 (in {type(model).time_unit}), got {dt}.")

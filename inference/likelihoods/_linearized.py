@@ -24,6 +24,7 @@ import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
 import brainmass as bm
+from brainmass.checks import check_int
 
 from .. import _spectral_stats as stats
 from ._base import AbstractLikelihood, SignalSpec, check_noise, check_signal
@@ -172,8 +173,7 @@ class Whittle(AbstractLikelihood):
         sigma: Any = None,
         freqs_hz: Any = None,
     ):
-        if isinstance(nperseg, bool) or int(nperseg) != nperseg or nperseg < 8:
-            raise ValueError(f"Whittle nperseg: expected an integer >= 8, got {nperseg!r}.")
+        check_int(nperseg, "Whittle nperseg", 8)
         stats.taper_window(int(nperseg), taper)  # checks the taper's name
         self.nperseg = int(nperseg)
         self.taper = taper
@@ -310,8 +310,8 @@ class LinearizedFC(AbstractLikelihood):
         sigma: Any = None,
         freqs_hz: Any = None,
     ):
-        if n_lags is not None and (isinstance(n_lags, bool) or int(n_lags) != n_lags or n_lags < 2):
-            raise ValueError(f"Linearized('fc') n_lags: expected an integer >= 2, got {n_lags!r}.")
+        if n_lags is not None:
+            check_int(n_lags, "Linearized('fc') n_lags", 2)
         self.covariance_at = None if covariance_at is None else _freeze(covariance_at)
         self.n_lags = None if n_lags is None else int(n_lags)
         self.sigma = None if sigma is None else check_noise("Linearized('fc') sigma", sigma)

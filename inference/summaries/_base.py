@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import brainmass as bm
+from brainmass.checks import check_int
 from brainmass.units import MS, to_float
 
 from ..likelihoods._base import evolve
@@ -29,10 +30,8 @@ __all__ = ["AbstractSummary", "Summary"]
 
 
 def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """`value` as an int >= `minimum`, or a ValueError naming `name`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name}: expected an integer >= {minimum}, got {value!r}.")
-    return int(value)
+    """`value` as an int >= `minimum`, or a ValueError naming `name` (`brainmass.checks`)."""
+    return check_int(value, name, minimum)
 
 
 @eqx.filter_jit
