@@ -9,6 +9,7 @@ res = sim.run(key=jax.random.key(0))   # res.time (T,), res.signal (T, n_regions
 """
 
 from . import analysis as analysis
+from . import cache as cache
 from . import checks as checks
 from . import chunking as chunking
 from . import coupling as coupling
@@ -65,6 +66,7 @@ __all__ = [
     "Trainer",
     "Unbounded",
     "analysis",
+    "cache",
     "checks",
     "chunking",
     "coupling",

@@ -575,3 +575,21 @@ def test_one_compilation_per_fit(sim, target, method, options):
     assert res.n_iterations == 6 and traces[0] == 1
     fitter.fit(jax.random.key(1), steps=3)  # a second fit reuses the compiled step
     assert traces[0] == 1
+
+
+def test_compiled_functions_live_in_brainmass_cache_not_on_the_fitter(sim, target):
+    import gc
+    import weakref
+
+    objective, traces = _counting(RMSE)
+    fitter = _fitter(sim, PARAMS, target, "adam", objective=objective)
+    before = dict(vars(fitter))
+    fitter.fit(steps=2)
+    fitter.fit(steps=2)  # the second fit reuses the compiled step
+    assert traces[0] == 1
+    assert vars(fitter).keys() == before.keys()  # nothing stored on the Fitter
+    assert ("fitter", "gradient_step") in bm.cache.names(fitter)
+    ref = weakref.ref(fitter)
+    del fitter
+    gc.collect()
+    assert ref() is None  # the cached functions hold a copy, not the Fitter

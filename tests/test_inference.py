@@ -451,7 +451,7 @@ def test_checkpoint_resume_continues_the_same_chain(
     monkeypatch.setattr(mcmc._NumPyroSampler, "run", real_run)
     # as in a new process: nothing compiled is kept (the bmodel is a session fixture: the
     # cache's table comes back after the test)
-    from inference import _cache
+    from brainmass import cache as _cache
 
     monkeypatch.setattr(_cache, "_tables", {})
     resumed = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **NUTS_SETTINGS)

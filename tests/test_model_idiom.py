@@ -23,7 +23,7 @@ import pytest
 
 import brainmass as bm
 import inference as inf
-from inference import _cache
+from brainmass import cache as _cache
 from inference import likelihoods as L
 from inference.model import AbstractBayesianModel
 

@@ -8,6 +8,7 @@ the fit goes on (the result counts the failures).
 
 from __future__ import annotations
 
+import copy
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from .. import cache
 from ..checks import check_int, check_key
 from ..errors import SimulationError
 from ..simulator import Simulator
@@ -208,11 +210,12 @@ class Fitter:
         return jnp.where(ok, value, jnp.inf), ok
 
     def _jitted(self, name: str, build: Callable[[Fitter], Any]) -> Any:
-        """The compiled function `build(self)`, built once per Fitter: repeated fits reuse it."""
-        compiled = self.__dict__.setdefault("_compiled", {})
-        if name not in compiled:
-            compiled[name] = build(self)
-        return compiled[name]
+        """The compiled function `build(fitter)`, built once per Fitter: repeated fits reuse it.
+
+        Kept in `brainmass.cache` (never on the Fitter), built from a shallow copy so that
+        the cached function does not keep this Fitter alive.
+        """
+        return cache.compiled(self, ("fitter", name), lambda: build(copy.copy(self)))
 
     def _key(self, key: Any, iteration: int) -> Any:
         if key is None:
