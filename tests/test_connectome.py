@@ -388,8 +388,27 @@ def test_npz_object_array_refused(tmp_path):
     w, lengths = _arrays(2)
     path = tmp_path / "pickled.npz"
     np.savez(path, weights=w, tract_lengths=lengths, labels=np.array(["a", "b"], dtype=object))
-    with pytest.raises(ValueError, match="key 'labels'.*unpickling"):
+    with pytest.raises(ValueError, match="key 'labels' cannot be read: it holds Python objects"):
         Connectome.load(path)
+
+
+def test_damaged_npz_files_are_named_errors(tmp_path):
+    good = Connectome.synthetic(10, seed=0).save(tmp_path / "good.npz").read_bytes()
+    flipped = bytearray(good)  # a flipped byte inside the weights: the CRC check
+    start = good.index(b"weights.npy")
+    flipped[start + 200] ^= 0xFF
+    cases = {"half.npz": good[: len(good) // 2], "flip.npz": bytes(flipped)}
+    for name, data in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=rf"^{name}: ") as err:
+            Connectome.load(tmp_path / name)
+        assert "pickle" not in str(err.value)
+    bomb = tmp_path / "bomb.npz"  # 512 MiB of zeros in a few hundred KB
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as zf:
+        for key in ("weights", "tract_lengths"):
+            zf.writestr(f"{key}.npy", b"\0" * 2**28)
+    with pytest.raises(ValueError, match="bomb.npz: its members declare 536870912 bytes"):
+        Connectome.load(bomb)
 
 
 def test_npz_missing_key(tmp_path):

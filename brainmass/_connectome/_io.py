@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ __all__ = ["read_arrays", "write_npz"]
 _MAX_CENTRES_BYTES = 16 * 2**20
 _BYTES_PER_ENTRY = 64
 _MIN_MATRIX_BYTES = 64 * 2**10
+_MIN_NPZ_BYTES = 256 * 2**20  # what an .npz may expand to, whatever its size on disk
 
 _TVB_WEIGHTS = "weights.txt"
 _TVB_TRACTS = "tract_lengths.txt"
@@ -212,6 +214,17 @@ def _read_npz(path: Path) -> dict[str, Any]:
     """Read the arrays of an `.npz` written by `Connectome.save`, never unpickling."""
     source = path.name
     try:
+        with zipfile.ZipFile(path) as zf:
+            declared = sum(info.file_size for info in zf.infolist())
+    except (OSError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{source}: not a readable .npz file ({err}).") from err
+    budget = max(_MIN_NPZ_BYTES, 2 * path.stat().st_size)  # Connectome.save stores, never deflates
+    if declared > budget:
+        raise ValueError(
+            f"{source}: its members declare {declared} bytes, more than the {budget} bytes "
+            "allowed for a file of this size; the archive is damaged or not a connectome."
+        )
+    try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise ValueError(f"{source}: not a readable .npz file ({err}).") from err
@@ -230,9 +243,20 @@ def _read_npz(path: Path) -> dict[str, Any]:
             try:
                 out[key] = archive[key]
             except ValueError as err:
+                if "allow_pickle" in str(err):
+                    why = (
+                        "it holds Python objects, which brainmass never loads (that would "
+                        "need pickle), or its array header is damaged"
+                    )
+                else:
+                    why = f"it is damaged ({err})"
                 raise ValueError(
-                    f"{source}: key '{key}' cannot be read without unpickling ({err}); "
-                    "brainmass never loads pickled data. Re-save with Connectome.save."
+                    f"{source}: key '{key}' cannot be read: {why}. Re-save with Connectome.save."
+                ) from err
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as err:
+                raise ValueError(
+                    f"{source}: key '{key}' is truncated or corrupted ({type(err).__name__}: "
+                    f"{err})."
                 ) from err
     labels = out["labels"]
     if labels.ndim != 1 or labels.dtype.kind != "U":
