@@ -1,0 +1,186 @@
+"""The samplers behind `nuts`: NumPyro's NUTS kernel and BlackJAX's, on the flat density."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from .. import _cache
+
+
+def _stats(diverging, n_steps, step_size, acceptance, lp) -> dict[str, Any]:
+    return {
+        "diverging": diverging,
+        "n_steps": n_steps,
+        "step_size": step_size,
+        "acceptance_rate": acceptance,
+        "lp": lp,
+    }
+
+
+class _NumPyroSampler:
+    """NumPyro's NUTS (`numpyro.infer.hmc.hmc(algo="NUTS")`) on the flat density, data dynamic."""
+
+    warmup_in_one_call = False
+
+    def __init__(self, bmodel, ld, settings):
+        from numpyro.infer.hmc import hmc
+
+        self.bmodel, self.settings = bmodel, settings
+        self.init_kernel, self.sample_kernel = hmc(
+            potential_fn_gen=lambda data: lambda z: -ld.fn_data(z, data), algo="NUTS"
+        )
+        self._key = ("numpyro", _compile_key(settings))
+
+    def init(self, inits, key, data, lanes):
+        s, init_kernel = self.settings, self.init_kernel  # not self: it holds the model
+
+        def one(z0, k, data):
+            return init_kernel(
+                z0,
+                s["num_warmup"],
+                target_accept_prob=s["target_accept"],
+                max_tree_depth=s["max_tree_depth"],
+                dense_mass=s["dense_mass"],
+                model_args=(data,),
+                rng_key=k,
+            )
+
+        fn = _cache.compiled(
+            self.bmodel,
+            self._key + ("init", lanes.subjects is None),
+            lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
+        )
+        keys = jax.random.split(_typed(key), inits.shape[:-1])
+        return fn(inits, jax.random.key_data(keys), data)
+
+    def run(self, state, data, n, done, lanes):
+        sample_kernel = self.sample_kernel
+
+        def step(s, data):
+            s = sample_kernel(s, model_args=(data,))
+            lp = -s.potential_energy
+            st = _stats(s.diverging, s.num_steps, s.adapt_state.step_size, s.accept_prob, lp)
+            return s, (s.z, st)
+
+        def build():
+            stepped = lanes.map(step, (0, None), data_axis=1)
+
+            def chunk(state, data):
+                return jax.lax.scan(lambda s, _: stepped(s, data), state, None, length=n)
+
+            return jax.jit(chunk)
+
+        fn = _cache.compiled(self.bmodel, self._key + ("run", n, lanes.subjects is None), build)
+        state, (z, st) = fn(state, data)
+        return state, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
+
+
+class _BlackJAXSampler:
+    """BlackJAX: window adaptation per chain, then NUTS with each chain's parameters."""
+
+    warmup_in_one_call = True
+
+    def __init__(self, bmodel, ld, settings):
+        self.bmodel, self.ld, self.settings = bmodel, ld, settings
+        self._key = ("blackjax", _compile_key(settings))
+
+    def init(self, inits, key, data, lanes):
+        import blackjax
+
+        fn_data, dense = self.ld.fn_data, self.settings["dense_mass"]
+
+        def one(z0, k, data):
+            state = blackjax.nuts.init(z0, partial(fn_data, data=data))
+            inverse_mass = jnp.eye(z0.shape[-1], dtype=z0.dtype) if dense else jnp.ones_like(z0)
+            params = {"step_size": jnp.asarray(0.1), "inverse_mass_matrix": inverse_mass}
+            return {"state": state, "params": params, "key": k}
+
+        fn = _cache.compiled(
+            self.bmodel,
+            self._key + ("init", lanes.subjects is None),
+            lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
+        )
+        keys = jax.random.split(_typed(key), inits.shape[:-1])
+        return fn(inits, jax.random.key_data(keys), data)
+
+    def warmup(self, carry, data, lanes):
+        import blackjax
+        from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+        s, fn_data = self.settings, self.ld.fn_data
+
+        def one(c, data):
+            algo = blackjax.window_adaptation(
+                blackjax.nuts,
+                partial(fn_data, data=data),
+                target_acceptance_rate=s["target_accept"],
+                adaptation_info_fn=get_filter_adapt_info_fn(),
+                is_mass_matrix_diagonal=not s["dense_mass"],
+                max_num_doublings=s["max_tree_depth"],
+            )
+            key = jax.random.wrap_key_data(c["key"])
+            k_warm, k_next = jax.random.split(key)
+            (state, params), _ = algo.run(k_warm, c["state"].position, num_steps=s["num_warmup"])
+            params = {k: params[k] for k in ("step_size", "inverse_mass_matrix")}
+            return {"state": state, "params": params, "key": jax.random.key_data(k_next)}
+
+        fn = _cache.compiled(
+            self.bmodel,
+            self._key + ("warmup", lanes.subjects is None),
+            lambda: jax.jit(lanes.map(one, (0, None), data_axis=1)),
+        )
+        return fn(carry, data)
+
+    def run(self, carry, data, n, done, lanes):
+        import blackjax
+
+        fn_data, depth = self.ld.fn_data, self.settings["max_tree_depth"]
+
+        def step(c, data):
+            logdensity = partial(fn_data, data=data)
+            kernel = blackjax.nuts(logdensity, max_num_doublings=depth, **c["params"])
+            key, k_next = jax.random.split(jax.random.wrap_key_data(c["key"]))
+            state, info = kernel.step(key, c["state"])
+            st = _stats(
+                info.is_divergent,
+                info.num_integration_steps,
+                c["params"]["step_size"],
+                info.acceptance_rate,
+                state.logdensity,
+            )
+            c = {"state": state, "params": c["params"], "key": jax.random.key_data(k_next)}
+            return c, (state.position, st)
+
+        def build():
+            stepped = lanes.map(step, (0, None), data_axis=1)
+
+            def chunk(carry, data):
+                return jax.lax.scan(lambda c, _: stepped(c, data), carry, None, length=n)
+
+            return jax.jit(chunk)
+
+        fn = _cache.compiled(self.bmodel, self._key + ("run", n, lanes.subjects is None), build)
+        carry, (z, st) = fn(carry, data)
+        return carry, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
+
+
+def _compile_key(settings: dict) -> tuple:
+    """The settings a compiled sampler depends on (not the number of draws)."""
+    return tuple(sorted((k, v) for k, v in settings.items() if k != "num_samples"))
+
+
+def _draws_last(x, trailing: int):
+    """Move the scan's leading draw axis behind the chain (and subject) axes."""
+    x = jnp.asarray(x)
+    return jnp.moveaxis(x, 0, x.ndim - 1 - trailing)
+
+
+def _typed(key):
+    """A typed jax.random key from a typed key or raw key data."""
+    if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
+        return key
+    return jax.random.wrap_key_data(jnp.asarray(key, dtype=jnp.uint32))

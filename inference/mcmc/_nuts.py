@@ -1,0 +1,244 @@
+"""`nuts`: the sampling loop in chunks (progress, checkpoints, interrupts) and its posteriors."""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from brainmass.progress import progress_bar
+
+from .. import _cache
+from .._checks import check_integers
+from ..model import AbstractBayesianModel, predictive
+from ..results import Posterior
+from ._backends import _BlackJAXSampler, _NumPyroSampler
+from ._checkpoint import _Checkpoint, _fingerprint
+from ._lanes import _Lanes
+from ._starts import _initial_points
+
+BACKENDS = ("numpyro", "blackjax")
+
+
+def nuts(
+    bmodel: AbstractBayesianModel,
+    data: Any,
+    key: Any,
+    num_warmup: int = 500,
+    num_samples: int = 500,
+    num_chains: int = 4,
+    *,
+    backend: str = "numpyro",
+    init: Any = None,
+    target_accept: float = 0.8,
+    max_tree_depth: int = 10,
+    dense_mass: bool = False,
+    batch: bool = False,
+    chunk_size: int = 100,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool = True,
+    posterior_predictive: bool = True,
+) -> Posterior | list[Posterior]:
+    """Sample the posterior of `bmodel` given `data` with NUTS.
+
+    **Arguments:**
+
+    - `bmodel`: an `inference.BayesianModel` or `inference.CohortModel`.
+    - `data`: the observed data (the monitor's signal, or what the likelihood
+      takes); with `batch=True`, a stack of datasets on a leading subject axis.
+    - `key`: a `jax.random` key; the same key gives the same draws.
+    - `num_warmup`, `num_samples`: iterations of adaptation (step size and the
+      mass matrix; discarded) and of sampling, per chain.
+    - `num_chains`: chains, run as one vectorised batch.
+    - `backend`: `"numpyro"` (NumPyro's NUTS kernel and adaptation) or
+      `"blackjax"` (BlackJAX's `nuts` after `window_adaptation`).
+    - `init`: where chains start: None (around the priors' medians, jittered
+      per chain, points with a failed simulation skipped), `"map"` (draws from
+      the Laplace approximation at the MAP, see `inference.map_estimate`), a
+      `MAPResult` (the same, from a MAP already computed), or `{site: value}`
+      constrained values of the latent sites (every chain starts there,
+      jittered slightly).
+    - `target_accept`: target mean acceptance probability of the adaptation.
+    - `max_tree_depth`: at most `2**max_tree_depth - 1` leapfrog steps a draw.
+    - `dense_mass`: adapt a dense mass matrix (the posterior's covariance in the
+      unconstrained space) instead of a diagonal one: far shorter trajectories
+      when parameters trade off (neural-mass gains and rates, coupling), at
+      `O(d^2)` memory and an `O(d^3)` factorisation per adaptation window;
+      worth it up to a few hundred parameters.
+    - `batch`: `data` holds several datasets on its first axis; they are
+      sampled at once (one vmapped sampler) and a list of posteriors returned.
+    - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
+    - `checkpoint`: a file to save the state and draws to after every chunk
+      (`brainmass.storage`: arrays and a JSON header, written atomically), and
+      to resume from when it exists and belongs to the same run; a file written
+      under other settings (the simulator's `dt`, `duration`, `solver`,
+      `monitor`, `network`; the priors, likelihood, data, key, `init`, or any
+      sampler setting, `num_samples` included) is refused with a `StorageError`
+      naming each setting that differs, and a damaged file with one naming it.
+    - `progress`: show a progress bar.
+    - `posterior_predictive`: also compute the pointwise log-likelihood and
+      posterior predictive draws at every draw (one simulation each).
+
+    **Returns:** a `Posterior` (`to_arviz()` for ArviZ), or a list of them
+    with `batch=True`.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
+    check_integers(
+        ("num_warmup", num_warmup, 0),
+        ("num_samples", num_samples, 1),
+        ("num_chains", num_chains, 1),
+        ("chunk_size", chunk_size, 1),
+        ("max_tree_depth", max_tree_depth, 1),
+    )
+    if not 0 < target_accept < 1:
+        raise ValueError(f"target_accept: expected a probability in (0, 1), got {target_accept}.")
+    if not isinstance(bmodel, AbstractBayesianModel):
+        raise ValueError(
+            f"bmodel: expected an inference.BayesianModel or CohortModel, got {bmodel!r}."
+        )
+    subjects = _subjects(bmodel, data, batch)
+    first = jax.tree.map(lambda x: x[0], data) if batch else data
+    k_init, k_run, k_pred = jax.random.split(key, 3)
+    t0 = time.perf_counter()
+    ld = bmodel.logdensity(first, k_init)
+    settings = dict(
+        backend=backend,
+        num_warmup=int(num_warmup),
+        num_samples=int(num_samples),
+        num_chains=int(num_chains),
+        target_accept=float(target_accept),
+        max_tree_depth=int(max_tree_depth),
+        dense_mass=bool(dense_mass),
+    )
+    data_j = jax.tree.map(jnp.asarray, data)
+    store = None if checkpoint is None else _Checkpoint(Path(checkpoint))
+    fingerprint = _fingerprint(bmodel, data, key, settings, init, batch)
+    saved = store.load(fingerprint) if store is not None else None
+    sampler = (_NumPyroSampler if backend == "numpyro" else _BlackJAXSampler)(bmodel, ld, settings)
+    lanes = _Lanes(subjects if batch else None)
+
+    if saved is None:
+        inits = _initial_points(bmodel, data_j, ld, init, k_init, num_chains, lanes)
+        state, done, draws, stats = sampler.init(inits, k_run, data_j, lanes), 0, [], []
+    else:
+        # the saved state's skeleton: the state a fresh start builds. NumPyro's kernel
+        # functions keep their adaptation schedule in closures that its init sets, so it
+        # runs for real; BlackJAX's init is only traced
+        shape = (*(() if lanes.subjects is None else (lanes.subjects,)), num_chains, ld.size)
+        starts = jnp.broadcast_to(ld.init, shape)
+        if backend == "numpyro":
+            like = sampler.init(starts, k_run, data_j, lanes)
+        else:
+            spec = jax.eval_shape(lambda: sampler.init(starts, k_run, data_j, lanes))
+            like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
+        state, done, draws, stats = store.restore(saved, like)
+    total = int(num_warmup) + int(num_samples)
+    label = f"NUTS ({backend}{', ' + str(subjects) + ' subjects' if batch else ''})"
+    bar = progress_bar(total=total, desc=label, unit="it", disable=not progress)
+    bar.update(done)
+    interrupted = False
+    warmup_divergent = int(saved.header["warmup_divergent"]) if saved else 0
+    try:
+        while done < total:
+            if done < num_warmup and sampler.warmup_in_one_call:
+                state = sampler.warmup(state, data_j, lanes)
+                n, z, st = int(num_warmup), None, None
+            else:
+                # every chunk has the same length (one compilation); the last one may run
+                # past the end, and the iterations beyond it are dropped
+                length = min(
+                    int(chunk_size), total - (num_warmup if sampler.warmup_in_one_call else 0)
+                )
+                n = min(length, total - done)
+                state, z, st = sampler.run(state, data_j, length, done, lanes)
+                z, st = z[..., :n, :], {k: v[..., :n] for k, v in st.items()}
+            if z is not None:
+                keep = min(n, done + n - int(num_warmup))
+                warm = n - max(keep, 0)  # iterations of this chunk still in warmup
+                if warm > 0:
+                    warmup_divergent += int(np.sum(np.asarray(st["diverging"])[..., :warm]))
+                if keep > 0:
+                    draws.append(np.asarray(z)[..., n - keep :, :])
+                    stats.append({k: np.asarray(v)[..., n - keep :] for k, v in st.items()})
+            done += n
+            bar.update(n)
+            if store is not None:
+                store.save(fingerprint, jax.device_get(state), done, draws, stats, warmup_divergent)
+    except KeyboardInterrupt:
+        interrupted = True
+        warnings.warn(
+            f"nuts: interrupted after {done} of {total} iterations; returning the draws so far"
+            + (f" (resume with checkpoint={str(checkpoint)!r})." if store else "."),
+            stacklevel=2,
+        )
+    finally:
+        bar.close()
+    if not draws:
+        raise RuntimeError("nuts: interrupted before the first draw after warmup; no draws.")
+    flat = np.concatenate(draws, axis=-2)  # ([subjects,] chains, draws, d)
+    sample_stats = {k: np.concatenate([s[k] for s in stats], axis=-1) for k in stats[0]}
+    sample_stats["tree_depth"] = np.ceil(np.log2(sample_stats["n_steps"] + 1.0)).astype(int)
+    constrain = _cache.compiled(
+        bmodel, ("constrain",), lambda: jax.jit(jax.vmap(jax.vmap(ld.constrain)))
+    )
+    dims, coords = bmodel.dims()
+    wall = time.perf_counter() - t0
+    posts = []
+    for i in range(subjects if batch else 1):
+        pick = (lambda x, i=i: x[i]) if batch else (lambda x: x)
+        d_i = jax.tree.map(pick, data) if batch else data
+        samples = {k: np.asarray(v) for k, v in constrain(jnp.asarray(pick(flat))).items()}
+        st_i = {k: pick(v) for k, v in sample_stats.items()}
+        log_lik = draws_pred = None
+        if posterior_predictive and not interrupted:
+            log_lik, draws_pred = predictive(bmodel, samples, d_i, jax.random.fold_in(k_pred, i))
+        info = dict(
+            settings,
+            wall_time=wall,
+            n_divergent=int(np.sum(st_i["diverging"])),
+            # divergent warmup iterations (NumPyro backend; BlackJAX adapts in one call)
+            n_divergent_warmup=warmup_divergent if backend == "numpyro" else None,
+            interrupted=interrupted,
+            resumed=saved is not None,
+        )
+        if batch:
+            info.update(subject=i, subjects=subjects)
+        posts.append(
+            Posterior(
+                samples=samples,
+                sample_stats=st_i,
+                units=dict(bmodel.units),
+                method=f"nuts ({backend})",
+                observed=np.asarray(bmodel.check_data(d_i)),
+                log_likelihood=log_lik,
+                posterior_predictive=draws_pred,
+                dims=dims,
+                coords=coords,
+                info=info,
+            )
+        )
+    return posts if batch else posts[0]
+
+
+def _subjects(bmodel: AbstractBayesianModel, data: Any, batch: bool) -> int:
+    """Validate the data (every subject with batch=True); returns the number of subjects."""
+    if not batch:
+        bmodel.check_data(data)
+        return 1
+    leaves = jax.tree.leaves(data)
+    if not leaves or np.ndim(leaves[0]) < 1:
+        raise ValueError("data: batch=True expects datasets stacked on a leading subject axis.")
+    n = int(np.shape(leaves[0])[0])
+    for i in range(n):
+        try:
+            bmodel.check_data(jax.tree.map(lambda x, i=i: np.asarray(x)[i], data))
+        except ValueError as err:
+            raise ValueError(f"data[{i}] (subject {i}): {err}") from None
+    return n
