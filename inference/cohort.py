@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, final
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -67,9 +68,17 @@ class CohortModel(AbstractBayesianModel):
     shared ones; `obs` with a leading subject axis.
     """
 
-    n_subjects: int
-    subject_paths: tuple[str, ...]
+    sim: bm.Simulator
+    _priors: tuple[Any, ...]
+    likelihood: AbstractLikelihood
+    noise_key: Any
     subject_model: BayesianModel
+    paths: tuple[str, ...] = eqx.field(static=True)
+    _units: tuple[tuple[str, str], ...] = eqx.field(static=True)
+    n_regions: int = eqx.field(static=True)
+    conditional_on_noise: bool = eqx.field(static=True)
+    n_subjects: int = eqx.field(static=True)
+    subject_paths: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -109,12 +118,12 @@ class CohortModel(AbstractBayesianModel):
         self.n_subjects = n_subjects
         self.subject_model = subject
         self.sim = sim
-        self.priors = dict(priors)
+        self.paths = tuple(priors)
+        self._priors = tuple(priors[p] for p in self.paths)
         self.likelihood = subject.likelihood
         self.conditional_on_noise = subject.conditional_on_noise
         self.noise_key = subject.noise_key
-        self.paths = tuple(self.priors)
-        self.units = dict(subject.units)
+        self._units = subject._units
         self.n_regions = subject.n_regions
         self.subject_paths = tuple(p for p, v in self.priors.items() if isinstance(v, Hierarchical))
         if not self.subject_paths:

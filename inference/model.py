@@ -8,6 +8,7 @@ import difflib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, final
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,7 +53,7 @@ class LogDensity(NamedTuple):
     fn_data: Callable
 
 
-class AbstractBayesianModel(abc.ABC):
+class AbstractBayesianModel(eqx.Module):
     """What the samplers use of a model: a NumPyro program over a simulator's parameters.
 
     `map_estimate`, `nuts`, `laplace` and `predictive` take any
@@ -61,7 +62,9 @@ class AbstractBayesianModel(abc.ABC):
     and `CohortModel` (group and per-subject parameters over a cohort's
     datasets; it composes the `BayesianModel` of one subject).
 
-    A concrete model sets these attributes when built, and they do not change:
+    Models are immutable equinox modules (pytrees: the simulator, the likelihood, the
+    priors and the noise key are their children; paths, units and flags are static), and
+    a concrete model has these attributes:
 
     - `sim`: the `brainmass.Simulator`.
     - `priors`: `{path: prior}` as given.
@@ -77,14 +80,27 @@ class AbstractBayesianModel(abc.ABC):
     draws, site names) is built from those, the same for every model.
     """
 
-    sim: bm.Simulator
-    priors: dict[str, Any]
-    likelihood: AbstractLikelihood
-    paths: tuple[str, ...]
-    units: dict[str, str]
-    n_regions: int
-    conditional_on_noise: bool
-    noise_key: Any
+    sim: eqx.AbstractVar[bm.Simulator]
+    likelihood: eqx.AbstractVar[AbstractLikelihood]
+    paths: eqx.AbstractVar[tuple[str, ...]]
+    n_regions: eqx.AbstractVar[int]
+    conditional_on_noise: eqx.AbstractVar[bool]
+    noise_key: eqx.AbstractVar[Any]
+    # the priors in the order of `paths` (a tuple: a dict child would come back sorted by
+    # key from a flatten/unflatten, reordering the sites and the repr); `priors` is the dict
+    _priors: eqx.AbstractVar[tuple[Any, ...]]
+    # `{path: unit name}`, static and hashable: pairs in the order of `paths`
+    _units: eqx.AbstractVar[tuple[tuple[str, str], ...]]
+
+    @property
+    def priors(self) -> dict[str, Any]:
+        """`{path: prior}` as given, in the order of `paths` (a new dict each time)."""
+        return dict(zip(self.paths, self._priors, strict=True))
+
+    @property
+    def units(self) -> dict[str, str]:
+        """`{path: unit name}` of the inferred parameters (a new dict each time)."""
+        return dict(self._units)
 
     # ------------------------------------------------------------------ the program
     @abc.abstractmethod
@@ -300,6 +316,16 @@ class BayesianModel(AbstractBayesianModel):
     NUTS rejects the proposal and optimisers step back).
     """
 
+    sim: bm.Simulator
+    _priors: tuple[Any, ...]
+    likelihood: AbstractLikelihood
+    noise_key: Any
+    paths: tuple[str, ...] = eqx.field(static=True)
+    _units: tuple[tuple[str, str], ...] = eqx.field(static=True)
+    n_regions: int = eqx.field(static=True)
+    conditional_on_noise: bool = eqx.field(static=True)
+    _simulate: Callable = eqx.field(static=True)
+
     def __init__(
         self,
         sim: bm.Simulator,
@@ -333,12 +359,12 @@ class BayesianModel(AbstractBayesianModel):
                 "realisation; pass noise_key=jax.random.key(...)."
             )
         self.sim = sim
-        self.priors = dict(priors)
+        self.paths = tuple(priors)
+        self._priors = tuple(priors[p] for p in self.paths)
         self.likelihood = likelihood.bind(sim)
         self.conditional_on_noise = bool(conditional)
         self.noise_key = noise_key if conditional else None
-        self.paths = tuple(self.priors)
-        self.units = {p: info[p].unit for p in self.paths}
+        self._units = tuple((p, info[p].unit) for p in self.paths)
         self.n_regions = n
         self._simulate = sim.function(list(self.paths), output="result")
 

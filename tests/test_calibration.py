@@ -108,10 +108,9 @@ def calibration():
             bmodel = inf.BayesianModel(sim, PRIORS, lik)
             out[name] = posterior_stats(grid_loglik(bmodel, grid, data), grid, truths)
             if name == "fc":  # the same FC with its covariance scaled by 0.3: too narrow
-                bound = bmodel.likelihood
-                bmodel.likelihood = eqx.tree_at(
-                    lambda lk: lk.scale_tril, bound, bound.scale_tril * math.sqrt(0.3)
-                )
+                bound = bmodel.likelihood  # models are frozen: a changed one is a new model
+                narrow = eqx.tree_at(lambda lk: lk.scale_tril, bound, bound.scale_tril * 0.3**0.5)
+                bmodel = eqx.tree_at(lambda m: m.likelihood, bmodel, narrow)
                 out["fc_too_narrow"] = posterior_stats(
                     grid_loglik(bmodel, grid, data), grid, truths
                 )

@@ -11,10 +11,13 @@ The problem: a deterministic 2-region linear network relaxing from a known state
 sampler here compiles in seconds.
 """
 
+import copy
+import dataclasses
 import gc
 import math
 import weakref
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -118,6 +121,36 @@ def test_cohort_model_composes_a_bayesian_model(sim):
         inf.map_estimate(object(), data[0], jax.random.key(0))
     with pytest.raises(ValueError, match="BayesianModel or CohortModel"):
         inf.nuts(object(), data[0], jax.random.key(0))
+
+
+def test_models_are_final_frozen_equinox_pytrees(sim):
+    """Both models: equinox modules, final, frozen, pytrees holding the simulator's arrays."""
+    assert issubclass(AbstractBayesianModel, eqx.Module)
+    assert not getattr(AbstractBayesianModel, "__final__", False)
+    bmodel = inf.BayesianModel(sim, PRIORS, L.TimeSeries(sigma=SIGMA))
+    cohort = inf.CohortModel(sim, COHORT_PRIORS, L.TimeSeries(sigma=SIGMA), n_subjects=2)
+    sim_leaves = [x for x in jax.tree_util.tree_leaves(sim) if isinstance(x, jax.Array)]
+    assert sim_leaves
+    for model in (bmodel, cohort):
+        cls = type(model)
+        assert isinstance(model, eqx.Module) and cls.__final__ is True  # typing.final
+        for name in ("paths", "priors", "sim", "noise_key"):
+            with pytest.raises(dataclasses.FrozenInstanceError):
+                setattr(model, name, None)
+        leaves = {id(x) for x in jax.tree_util.tree_leaves(model)}
+        assert all(id(x) in leaves for x in sim_leaves)
+        # the configuration is static: a model with another prior has another structure
+        assert model.paths == tuple(model.priors) and isinstance(model.units, dict)
+        # a flatten/unflatten (eqx.tree_at, tree_map) keeps the priors' order and the repr
+        # (the NUTS checkpoint's fingerprint): "model.lam" sorts after "coupling.G"
+        rebuilt = jax.tree_util.tree_map(lambda x: x, model)
+        assert type(rebuilt) is cls and repr(rebuilt) == repr(model)
+        assert list(rebuilt.priors) == list(model.priors) == ["model.lam", "coupling.G"]
+        assert weakref.ref(model)() is model
+        twin = copy.copy(model)
+        assert twin is not model and repr(twin) == repr(model) and twin.sim is model.sim
+    other = inf.BayesianModel(sim, {"model.lam": PRIORS["model.lam"]}, L.TimeSeries(sigma=SIGMA))
+    assert jax.tree_util.tree_structure(other) != jax.tree_util.tree_structure(bmodel)
 
 
 # ----------------------------------------------------------------------------- purity
