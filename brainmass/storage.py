@@ -302,7 +302,8 @@ def load(
                 raise StorageError(
                     f"{label} declares {total / 2**20:.0f} MiB of contents, more than the "
                     f"{budget / 2**20:.0f} MiB allowed for a file of {size / 2**20:.1f} MiB "
-                    "(a damaged or malicious archive; pass max_bytes= to allow more)."
+                    "(a damaged or malicious archive: brainmass stores arrays uncompressed, "
+                    "so its own files never expand beyond their size)."
                 )
             names = [info.filename for info in infos]
             if f"{_HEADER}.npy" not in names:
