@@ -37,10 +37,6 @@ Inputs = Float[Array, "n_trials T n_inputs"]
 Targets = Int[Array, " n_trials"]
 
 
-def _count(value: int, name: str, minimum: int) -> int:
-    return check_int(value, name, minimum)
-
-
 def _nonnegative(value: float, name: str) -> float:
     value = float(value)
     if not (np.isfinite(value) and value >= 0):
@@ -102,12 +98,12 @@ def delayed_match_to_sample(
     stimuli. Targets int32 `(n_trials,)`: 1 for a match, 0 otherwise, read at
     the last time step.
     """
-    n_trials = _count(n_trials, "n_trials", 1)
-    n_stimuli = _count(n_stimuli, "n_stimuli", 2)
-    sample_steps = _count(sample_steps, "sample_steps", 1)
-    delay_steps = _count(delay_steps, "delay_steps", 0)
-    test_steps = _count(test_steps, "test_steps", 1)
-    response_steps = _count(response_steps, "response_steps", 0)
+    n_trials = check_int(n_trials, "n_trials", 1)
+    n_stimuli = check_int(n_stimuli, "n_stimuli", 2)
+    sample_steps = check_int(sample_steps, "sample_steps", 1)
+    delay_steps = check_int(delay_steps, "delay_steps", 0)
+    test_steps = check_int(test_steps, "test_steps", 1)
+    response_steps = check_int(response_steps, "response_steps", 0)
     noise = _nonnegative(noise, "noise")
     rng = _rng(key)
     labels = _balanced_labels(rng, n_trials)
@@ -167,9 +163,9 @@ def context_dependent_integration(
     4 colour context cue. Targets int32 `(n_trials,)`: 1 if the cued coherence
     is positive, read at the last time step.
     """
-    n_trials = _count(n_trials, "n_trials", 1)
-    stimulus_steps = _count(stimulus_steps, "stimulus_steps", 1)
-    response_steps = _count(response_steps, "response_steps", 0)
+    n_trials = check_int(n_trials, "n_trials", 1)
+    stimulus_steps = check_int(stimulus_steps, "stimulus_steps", 1)
+    response_steps = check_int(response_steps, "response_steps", 0)
     noise = _nonnegative(noise, "noise")
     cohs = np.asarray(coherences, dtype=np.float32)
     if cohs.ndim != 1 or cohs.size == 0 or not np.all(np.isfinite(cohs)) or np.any(cohs <= 0):

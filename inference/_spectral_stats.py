@@ -90,10 +90,6 @@ def _check_gamma(fn: str, gamma, min_channels: int = 1) -> jax.Array:
     return gamma
 
 
-def _check_int(fn: str, name: str, value, minimum: int) -> int:
-    return check_int(value, f"{fn}: {name}", minimum)  # the one count check
-
-
 # =====================================================================================
 # FC: moments of the Fisher-z sample correlations
 # =====================================================================================
@@ -151,7 +147,7 @@ def fc_z_mean(
     **Returns:** `(P,)`, in the order of `numpy.triu_indices(C, 1)`.
     """
     gamma = _check_gamma("fc_z_mean", gamma, min_channels=2)
-    n = _check_int("fc_z_mean", "n_samples", n_samples, 4)
+    n = check_int(n_samples, "fc_z_mean: n_samples", 4)
     return _fc_z_mean(gamma, n, demean, bias)
 
 
@@ -221,7 +217,7 @@ def fc_z_moments(
     the order of `numpy.triu_indices(C, 1)` (as `bm.analysis.upper_triangle`).
     """
     gamma = _check_gamma("fc_z_moments", gamma, min_channels=2)
-    n = _check_int("fc_z_moments", "n_samples", n_samples, 4)
+    n = check_int(n_samples, "fc_z_moments: n_samples", 4)
     c = gamma.shape[1]
     rho, weights, v, corr = _normalised_lags(gamma, n, demean)
     y = (rho * jnp.sqrt(weights)[:, None, None]).reshape(rho.shape[0], c * c)
@@ -326,7 +322,7 @@ def taper_window(nperseg: int, taper: str) -> np.ndarray:
     - \cos(2\pi t/n)$, whose DFT has three nonzero bins: for a flat spectrum
     adjacent ordinates correlate $4/9$ in power, $1/36$ two bins apart.
     """
-    n = _check_int("taper_window", "nperseg", nperseg, 4)
+    n = check_int(nperseg, "taper_window: nperseg", 4)
     if taper not in _TAPERS:
         raise ValueError(f"taper must be one of {_TAPERS}, got {taper!r}.")
     if taper == "none":
@@ -365,11 +361,11 @@ def fourier_index(
     **Returns:** integer bins `(F,)`, increasing.
     """
     fn = "fourier_index"
-    n = _check_int(fn, "nperseg", nperseg, 4)
+    n = check_int(nperseg, f"{fn}: nperseg", 4)
     taper_window(n, taper)  # checks the taper
     if not period_ms > 0:
         raise ValueError(f"{fn}: period_ms must be a positive number of ms, got {period_ms!r}.")
-    step = (1 if taper == "none" else 2) if step is None else _check_int(fn, "step", step, 1)
+    step = (1 if taper == "none" else 2) if step is None else check_int(step, f"{fn}: step", 1)
     first, last = (1, (n - 1) // 2) if taper == "none" else (2, (n - 1) // 2 - 1)
     k = np.arange(first, last + 1, step)
     freqs = k / (n * period_ms / 1000.0)
@@ -418,7 +414,7 @@ def segment_dfts(
     array) and the DFTs `(K, F, C)`, complex.
     """
     y = jnp.asarray(y)
-    n = _check_int("segment_dfts", "nperseg", nperseg, 4)
+    n = check_int(nperseg, "segment_dfts: nperseg", 4)
     if y.ndim != 2 or y.shape[0] < n:
         raise ValueError(
             f"segment_dfts: y must be a signal (T, C) with T >= nperseg = {n}, got shape {y.shape}."
@@ -458,7 +454,7 @@ def expected_periodogram(
     **Returns:** `(F, C, C)` complex Hermitian, signal units^2.
     """
     gamma = _check_gamma("expected_periodogram", gamma)
-    n = _check_int("expected_periodogram", "nperseg", nperseg, 4)
+    n = check_int(nperseg, "expected_periodogram: nperseg", 4)
     index = np.asarray(freq_index)
     if index.ndim != 1 or not np.issubdtype(index.dtype, np.integer):
         raise ValueError(

@@ -8,8 +8,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ..checks import check_int
-
 
 def _cross_entropy(outputs: Any, target: Any) -> Any:
     """Softmax cross-entropy of `outputs[-1]` `(n_outputs,)` against an integer label; scalar."""
@@ -36,6 +34,3 @@ def _key_data(key: Any) -> Any:
     if jnp.issubdtype(jnp.asarray(key).dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
     return key
-
-
-_check_int = check_int  # brainmass.checks: (value, name, minimum)

@@ -13,10 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from ..checks import check_int
 from ..progress import progress_bar
 from ..storage import digest as _digest
 from ._checkpoint import _CheckpointFile
-from ._losses import _LOSSES, _METRICS, _check_int, _cross_entropy, _key_data, _mse
+from ._losses import _LOSSES, _METRICS, _cross_entropy, _key_data, _mse
 from ._result import NonFiniteLossError, TrainResult
 
 __all__ = ["Trainer"]
@@ -263,7 +264,7 @@ class Trainer:
 
         **Returns:** `{"loss": mean loss, <metric>: mean metric, ...}` as floats.
         """
-        batch_size = _check_int(batch_size, "batch_size", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
         inputs, targets = self._check_data(data, "data", network)
         return self._evaluate(network, inputs, targets, jnp.arange(inputs.shape[0]), batch_size)
 
@@ -340,11 +341,11 @@ class Trainer:
         `.result` and in the checkpoint.
         """
         t_start = time.perf_counter()
-        epochs = _check_int(epochs, "epochs", 1)
-        batch_size = _check_int(batch_size, "batch_size", 1)
-        checkpoint_every = _check_int(checkpoint_every, "checkpoint_every", 1)
+        epochs = check_int(epochs, "epochs", 1)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        checkpoint_every = check_int(checkpoint_every, "checkpoint_every", 1)
         if early_stopping is not None:
-            early_stopping = _check_int(early_stopping, "early_stopping", 1)
+            early_stopping = check_int(early_stopping, "early_stopping", 1)
         callbacks = list(callbacks or [])
         network = self.network
         inputs, targets = self._check_data(data, "data", network)

@@ -24,9 +24,4 @@ from ._summary import _FunctionSummary as _FunctionSummary
 from ._summary import as_summary as as_summary
 from ._summary import signal_shape as signal_shape
 
-# these classes keep the module path they had as `inference/bank.py`: the digest of their
-# objects (a summary, a proposal's bound object: in the fingerprints of saved banks and
-# estimators) includes it
-Identity.__module__ = _FunctionSummary.__module__ = PriorSpace.__module__ = __name__
-
 __all__ = ["Identity", "PriorSpace", "SimulationBank", "as_summary", "simulate_bank"]

@@ -8,9 +8,10 @@ from typing import Any
 import jax
 import numpy as np
 
+from brainmass.checks import check_int, check_key
 from brainmass.progress import progress_bar
 
-from ._common import _as_key, _check_int, _check_names
+from ._common import _check_names
 from ._sbc import SBCResult, sbc
 from ._tarp import TARPResult, tarp
 
@@ -60,10 +61,10 @@ def calibrate(
 
     `(SBCResult, TARPResult)` over the simulations that did not fail.
     """
-    num_simulations = _check_int("num_simulations", num_simulations, 1)
-    num_draws = _check_int("num_draws", num_draws, 1)
-    chunk_size = _check_int("chunk_size", chunk_size, 1)
-    k_prior, k_sim, k_post, k_tarp = jax.random.split(_as_key(key), 4)
+    num_simulations = check_int(num_simulations, "num_simulations", 1)
+    num_draws = check_int(num_draws, "num_draws", 1)
+    chunk_size = check_int(chunk_size, "chunk_size", 1)
+    k_prior, k_sim, k_post, k_tarp = jax.random.split(check_key(key), 4)
 
     theta = np.asarray(prior_sample(k_prior, num_simulations), dtype=float)
     if theta.ndim != 2 or theta.shape[0] != num_simulations:

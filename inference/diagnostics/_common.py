@@ -5,18 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import jax
 import numpy as np
-
-from brainmass.checks import check_int, check_key
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    return check_int(value, name, low)  # the one count check (brainmass.checks)
-
-
-def _as_key(key: Any, name: str = "key") -> jax.Array:
-    return check_key(key, name)  # the one key check: a jax.random key, never a seed
 
 
 def _check_samples_truths(samples: Any, truths: Any) -> tuple[np.ndarray, np.ndarray]:

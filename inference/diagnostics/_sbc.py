@@ -10,7 +10,9 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from ._common import _axes_grid, _check_int, _check_names, _check_samples_truths
+from brainmass.checks import check_int
+
+from ._common import _axes_grid, _check_names, _check_samples_truths
 
 _MAX_SBC_BINS = 20
 _MIN_EXPECTED = 5.0
@@ -88,13 +90,13 @@ class SBCResult:
         self.ranks = np.asarray(self.ranks)
         if self.ranks.ndim != 2:
             raise ValueError(f"ranks: expected shape (n_sims, d), got {self.ranks.shape}.")
-        self.n_draws = _check_int("n_draws", self.n_draws, 1)
+        self.n_draws = check_int(self.n_draws, "n_draws", 1)
         if self.ranks.size and (self.ranks.min() < 0 or self.ranks.max() > self.n_draws):
             raise ValueError(f"ranks: expected integers in [0, n_draws={self.n_draws}].")
         self.names = _check_names(self.names, self.ranks.shape[1])
         if self.bins is None:
             self.bins = _default_bins(self.n_sims, self.n_draws)
-        self.bins = _check_int("bins", self.bins, 2)
+        self.bins = check_int(self.bins, "bins", 2)
         if self.bins > self.n_draws + 1:
             raise ValueError(
                 f"bins: expected at most n_draws + 1 = {self.n_draws + 1} bins, got {self.bins}."
@@ -171,7 +173,7 @@ class SBCResult:
 
         The `(d,)` array of axes.
         """
-        bins = self.bins if bins is None else _check_int("bins", bins, 1)
+        bins = self.bins if bins is None else check_int(bins, "bins", 1)
         if bins > self.n_draws + 1:
             raise ValueError(f"bins: expected at most n_draws + 1 = {self.n_draws + 1}.")
         axes = _axes_grid(ax, len(self.names))

@@ -8,7 +8,9 @@ from typing import Any
 import jax
 import numpy as np
 
-from ._common import _as_key, _check_int, _check_samples_truths
+from brainmass.checks import check_int, check_key
+
+from ._common import _check_samples_truths
 
 # Elements of the (chunk, n_draws, d) distance work array in `tarp` (bounds its memory).
 _TARP_BLOCK = 4_000_000
@@ -166,13 +168,13 @@ def tarp(
     """
     samples, truths = _check_samples_truths(samples, truths)
     n, m, d = samples.shape
-    num_alpha = _check_int("num_alpha", num_alpha, 2)
-    bootstrap = _check_int("bootstrap", bootstrap, 0)
+    num_alpha = check_int(num_alpha, "num_alpha", 2)
+    bootstrap = check_int(bootstrap, "bootstrap", 0)
     if not 0 < level < 1:
         raise ValueError(f"level: expected a probability in (0, 1), got {level!r}.")
     if distance not in ("euclidean", "manhattan"):
         raise ValueError(f"distance: expected 'euclidean' or 'manhattan', got {distance!r}.")
-    key = _as_key(key)
+    key = check_key(key)
     k_ref, k_boot = jax.random.split(key)
 
     if norm:

@@ -66,17 +66,7 @@ class _NumPyroSampler:
             st = _stats(s.diverging, s.num_steps, s.adapt_state.step_size, s.accept_prob, lp)
             return s, (s.z, st)
 
-        def build():
-            stepped = lanes.map(step, (0, None), data_axis=1)
-
-            def chunk(state, data):
-                return jax.lax.scan(lambda s, _: stepped(s, data), state, None, length=n)
-
-            return jax.jit(chunk)
-
-        fn = _cache.compiled(self.bmodel, self._key + ("run", n, lanes.subjects is None), build)
-        state, (z, st) = fn(state, data)
-        return state, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
+        return _run_chunk(self.bmodel, self._key, step, lanes, n, state, data)
 
 
 class _BlackJAXSampler:
@@ -155,17 +145,28 @@ class _BlackJAXSampler:
             c = {"state": state, "params": c["params"], "key": jax.random.key_data(k_next)}
             return c, (state.position, st)
 
-        def build():
-            stepped = lanes.map(step, (0, None), data_axis=1)
+        return _run_chunk(self.bmodel, self._key, step, lanes, n, carry, data)
 
-            def chunk(carry, data):
-                return jax.lax.scan(lambda c, _: stepped(c, data), carry, None, length=n)
 
-            return jax.jit(chunk)
+def _run_chunk(bmodel, key: tuple, step, lanes, n: int, carry, data):
+    """`n` sampler steps over the chains' lanes as one compiled scan: `(carry, draws, stats)`.
 
-        fn = _cache.compiled(self.bmodel, self._key + ("run", n, lanes.subjects is None), build)
-        carry, (z, st) = fn(carry, data)
-        return carry, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
+    Both backends run this: `step(carry, data) -> (carry, (position, stats))`. The compiled
+    scan is built once per model, backend settings (`key`), chunk length and batching, and
+    kept in `brainmass.cache`; draws come back with the draw axis after the chains'.
+    """
+
+    def build():
+        stepped = lanes.map(step, (0, None), data_axis=1)
+
+        def chunk(carry, data):
+            return jax.lax.scan(lambda c, _: stepped(c, data), carry, None, length=n)
+
+        return jax.jit(chunk)
+
+    fn = _cache.compiled(bmodel, key + ("run", n, lanes.subjects is None), build)
+    carry, (z, st) = fn(carry, data)
+    return carry, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
 
 
 def _compile_key(settings: dict) -> tuple:

@@ -29,11 +29,6 @@ from ..likelihoods._base import evolve
 __all__ = ["AbstractSummary", "Summary"]
 
 
-def positive_int(value: Any, name: str, minimum: int = 1) -> int:
-    """`value` as an int >= `minimum`, or a ValueError naming `name` (`brainmass.checks`)."""
-    return check_int(value, name, minimum)
-
-
 @eqx.filter_jit
 def _summarize(summary: AbstractSummary, x: jax.Array) -> jax.Array:
     """`summary._compute(x)`, NaN for a non-finite signal.
@@ -106,7 +101,7 @@ class AbstractSummary(eqx.Module):
         shape = tuple(shape)
         if len(shape) != 2:
             raise ValueError(f"shape: expected (n_samples, n_channels), got {shape!r}.")
-        n, c = (positive_int(s, "shape") for s in shape)
+        n, c = (check_int(s, "shape", 1) for s in shape)
         return self._with_signal(period, (n, c))
 
     def _with_signal(self, period: float, shape: tuple[int, int]) -> Self:

@@ -14,7 +14,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from ._base import positive_int
+from brainmass.checks import check_int
 
 __all__ = ["CNNEmbedding", "CNNEmbeddingNet", "MLPEmbedding", "MLPEmbeddingNet"]
 
@@ -58,9 +58,9 @@ class MLPEmbedding(eqx.Module):
         depth: int = 2,
         activation: Callable = jax.nn.gelu,
     ):
-        self.out_dim = positive_int(out_dim, "MLPEmbedding out_dim")
-        self.width = positive_int(width, "MLPEmbedding width")
-        self.depth = positive_int(depth, "MLPEmbedding depth", 0)
+        self.out_dim = check_int(out_dim, "MLPEmbedding out_dim", 1)
+        self.width = check_int(width, "MLPEmbedding width", 1)
+        self.depth = check_int(depth, "MLPEmbedding depth", 0)
         if not callable(activation):
             raise ValueError(f"MLPEmbedding activation: expected a callable, got {activation!r}.")
         self.activation = activation
@@ -75,7 +75,7 @@ class MLPEmbedding(eqx.Module):
 
         **Returns:** an `MLPEmbeddingNet` mapping `in_shape` to `(out_dim,)`.
         """
-        in_shape = tuple(positive_int(s, "in_shape") for s in in_shape)
+        in_shape = tuple(check_int(s, "in_shape", 1) for s in in_shape)
         mlp = eqx.nn.MLP(
             math.prod(in_shape), self.out_dim, self.width, self.depth, self.activation, key=key
         )
@@ -139,13 +139,13 @@ class CNNEmbedding(eqx.Module):
         stride: int = 2,
         activation: Callable = jax.nn.gelu,
     ):
-        self.out_dim = positive_int(out_dim, "CNNEmbedding out_dim")
+        self.out_dim = check_int(out_dim, "CNNEmbedding out_dim", 1)
         channels = tuple(channels)
         if not channels:
             raise ValueError("CNNEmbedding channels: expected at least one layer.")
-        self.channels = tuple(positive_int(c, "CNNEmbedding channels") for c in channels)
-        self.kernel_size = positive_int(kernel_size, "CNNEmbedding kernel_size")
-        self.stride = positive_int(stride, "CNNEmbedding stride")
+        self.channels = tuple(check_int(c, "CNNEmbedding channels", 1) for c in channels)
+        self.kernel_size = check_int(kernel_size, "CNNEmbedding kernel_size", 1)
+        self.stride = check_int(stride, "CNNEmbedding stride", 1)
         if not callable(activation):
             raise ValueError(f"CNNEmbedding activation: expected a callable, got {activation!r}.")
         self.activation = activation
@@ -165,7 +165,7 @@ class CNNEmbedding(eqx.Module):
             raise ValueError(
                 f"in_shape: CNNEmbedding expects inputs (n_times, n_channels), got {in_shape!r}."
             )
-        n_times, n_channels = (positive_int(s, "in_shape") for s in in_shape)
+        n_times, n_channels = (check_int(s, "in_shape", 1) for s in in_shape)
         pad = self.kernel_size // 2  # every layer keeps >= 1 time sample
         keys = jax.random.split(key, len(self.channels) + 1)
         sizes = (n_channels, *self.channels)

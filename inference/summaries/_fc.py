@@ -12,10 +12,11 @@ import jax.numpy as jnp
 import numpy as np
 
 import brainmass as bm
+from brainmass.checks import check_int
 from brainmass.units import MS, to_float
 
 from ..likelihoods._base import evolve
-from ._base import AbstractSummary, positive_int
+from ._base import AbstractSummary
 
 __all__ = ["FC", "FCD"]
 
@@ -51,7 +52,7 @@ class FC(AbstractSummary):
     _signal_shape: tuple[int, int] | None = eqx.field(static=True)
 
     def __init__(self, pca: int | None = None, fisher: bool = True):
-        self.pca = None if pca is None else positive_int(pca, "FC pca")
+        self.pca = None if pca is None else check_int(pca, "FC pca", 1)
         self.fisher = bool(fisher)
         self.mean_ = None
         self.components_ = None
@@ -199,7 +200,7 @@ class FCD(AbstractSummary):
         for name, v in (("window", self.window), ("step", self.step)):
             if not (math.isfinite(v) and v > 0):
                 raise ValueError(f"FCD {name}: expected a duration > 0 ms, got {v}.")
-        self.bins = positive_int(bins, "FCD bins")
+        self.bins = check_int(bins, "FCD bins", 1)
         if not (isinstance(range, Sequence) and len(range) == 2):
             raise ValueError(f"FCD range: expected (low, high), got {range!r}.")
         lo, hi = float(range[0]), float(range[1])

@@ -8,8 +8,9 @@ import equinox as eqx
 import jax.numpy as jnp
 
 import brainmass as bm
+from brainmass.checks import check_int
 
-from ._base import AbstractSummary, positive_int
+from ._base import AbstractSummary
 
 __all__ = ["Moments", "TimeSeries"]
 
@@ -70,7 +71,7 @@ class TimeSeries(AbstractSummary):
     _signal_shape: tuple[int, int] | None = eqx.field(static=True)
 
     def __init__(self, stride: int = 1):
-        self.stride = positive_int(stride, "TimeSeries stride")
+        self.stride = check_int(stride, "TimeSeries stride", 1)
         self._period = None
         self._signal_shape = None
 

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import brainmass as bm
+from brainmass.checks import check_int
 
-from ._base import AbstractSummary, positive_int
+from ._base import AbstractSummary
 
 __all__ = ["Order", "Spectral"]
 
@@ -104,7 +105,7 @@ class Spectral(AbstractSummary):
         self.bands = _resolve_bands(bands)
         self.peak = bool(peak)
         self.log = bool(log)
-        self.nperseg = None if nperseg is None else positive_int(nperseg, "Spectral nperseg", 4)
+        self.nperseg = None if nperseg is None else check_int(nperseg, "Spectral nperseg", 4)
         self.per_channel = bool(per_channel)
         self.relative = bool(relative)
         self._period = None
