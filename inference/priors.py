@@ -13,8 +13,9 @@ from __future__ import annotations
 import difflib
 import math
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, final
 
+import equinox as eqx
 import jax.numpy as jnp
 import numpy as np
 import numpyro
@@ -24,7 +25,8 @@ from numpyro.distributions import constraints
 __all__ = ["Hierarchical", "check_prior", "check_priors", "prior_token", "support_bounds"]
 
 
-class Hierarchical:
+@final
+class Hierarchical(eqx.Module):
     r"""A non-centred hierarchical prior: members scattered around a group location.
 
     $$
@@ -58,7 +60,16 @@ class Hierarchical:
     The model records sites `"{path}.loc"`, `"{path}.scale"`, `"{path}.z"`
     (or `"{path}.u"`; shape `(K,)`) and the parameter itself, `"{path}"`, as a
     deterministic site.
+
+    An immutable equinox module: the two distributions and the transform are its pytree
+    children, `size` and `centered` static.
     """
+
+    loc: Any
+    scale: Any
+    transform: Any
+    size: int | None = eqx.field(static=True)
+    centered: bool = eqx.field(static=True)
 
     def __init__(
         self,

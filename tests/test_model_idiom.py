@@ -233,3 +233,105 @@ def test_the_cache_dies_with_its_owner(sim):
     assert model_ref() is None, gc.get_referrers(model_ref())
     assert mode_ref() is None
     assert len(_cache._tables) == n_tables - 2
+
+
+# ----------------------------------------------------------------------------- the rest
+# Every public class of inference is an equinox module, except these containers of results
+# and data (plain dataclasses and named tuples: they hold draws, tables and files, and are
+# not passed through JAX transformations).
+NOT_MODULES = {
+    "LogDensity",  # a NamedTuple of functions, made by a model
+    "MAPResult",
+    "Posterior",
+    "SimulationBank",
+    "SignalSpec",  # a frozen dataclass: a simulator's signal geometry
+    "SBCResult",
+    "TARPResult",
+    "PPCResult",
+}
+
+
+def _public_classes():
+    import inspect
+
+    import inference.bank as B
+    import inference.diagnostics as D
+    import inference.summaries as S
+
+    for mod in (inf, L, S, B, D):
+        for name in mod.__all__:
+            obj = getattr(mod, name)
+            if inspect.isclass(obj) and not issubclass(obj, Exception):
+                yield f"{mod.__name__}.{name}", obj
+
+
+def test_every_public_class_of_inference_is_an_equinox_module_or_a_result():
+    plain = sorted(
+        name
+        for name, cls in _public_classes()
+        if not issubclass(cls, eqx.Module) and name.rsplit(".", 1)[1] not in NOT_MODULES
+    )
+    assert not plain, f"plain classes in inference's public API: {plain}"
+    # a concrete module is final: extended through its abstract base, not by subclassing
+    open_concrete = sorted(
+        name
+        for name, cls in _public_classes()
+        if issubclass(cls, eqx.Module)
+        and not cls.__name__.startswith("Abstract")  # (summaries.Summary is an alias)
+        and not getattr(cls, "__final__", False)
+    )
+    assert not open_concrete, f"concrete modules that are not @final: {open_concrete}"
+
+
+def test_prior_space_is_a_frozen_pytree_that_keeps_its_layout():
+    # NumPyro keeps Python numbers as they are (static under jit); arrays are leaves
+    priors = {
+        "model.lam": dist.LogNormal(jnp.array(-3.0), 0.5).expand([2]),
+        "coupling.G": dist.Uniform(0.0, jnp.array(0.2)),
+    }
+    space = inf.PriorSpace(None, priors)
+    assert isinstance(space, eqx.Module)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        space.paths = ()
+    # the distributions' parameters are leaves; a tree operation keeps the given order
+    # ("model.lam" sorts after "coupling.G"), the names and the fingerprint
+    assert any(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(space))
+    rebuilt = jax.tree_util.tree_map(lambda x: x, space)
+    assert rebuilt.paths == ("model.lam", "coupling.G") == tuple(rebuilt.priors)
+    assert rebuilt.names == ["model.lam[0]", "model.lam[1]", "coupling.G"] and rebuilt.d == 3
+    assert rebuilt.fingerprint() == space.fingerprint()
+    # passed through jit as an argument: the same densities, and a space of the same layout
+    # with other (array) prior parameters reuses the compiled function
+    traces = []
+
+    @eqx.filter_jit
+    def log_prior(s, theta):
+        traces.append(1)
+        return s.log_prior(theta)
+
+    theta = space.sample(jax.random.key(0), 5)
+    np.testing.assert_allclose(log_prior(space, theta), space.log_prior(theta), rtol=1e-6)
+    wider = inf.PriorSpace(
+        None,
+        {
+            "model.lam": dist.LogNormal(jnp.array(-2.0), 0.5).expand([2]),
+            "coupling.G": dist.Uniform(0.0, jnp.array(0.3)),
+        },
+    )
+    np.testing.assert_allclose(log_prior(wider, theta), wider.log_prior(theta), rtol=1e-6)
+    assert len(traces) == 1
+    assert not np.allclose(wider.log_prior(theta), space.log_prior(theta))
+
+
+def test_hierarchical_prior_and_bank_summaries_are_frozen_modules():
+    from inference.bank import Identity
+
+    h = inf.Hierarchical(dist.Normal(0.0, 1.0), dist.HalfNormal(0.5), size=3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        h.size = 4
+    assert h.size == 3 and not h.centered
+    assert len(jax.tree_util.tree_leaves(h)) >= 3  # loc's two numbers and scale's one
+    ident = Identity((4,))
+    assert ident.out_shape == (4,) and ident.fit(np.zeros((2, 4))) is ident
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ident.shape = (5,)

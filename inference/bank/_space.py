@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, final
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 from numpyro.distributions.transforms import biject_to
@@ -16,7 +17,8 @@ from brainmass import storage
 from ..priors import Hierarchical, check_prior, check_priors, prior_token
 
 
-class PriorSpace:
+@final
+class PriorSpace(eqx.Module):
     """The flat layout of a priors dict: every parameter draw as one vector of `d` numbers.
 
     (Named `PriorSpace`, not `ParameterSpace`: that is `brainmass.fitting.ParameterSpace`,
@@ -27,6 +29,10 @@ class PriorSpace:
     prior's support (`numpyro.distributions.biject_to`), so a density estimated in the
     unconstrained space puts no mass outside the support.
 
+    An immutable equinox module: the prior distributions are its pytree children (their
+    parameters are leaves, so a space can be passed through `jax.jit`), the layout
+    (paths, shapes, units) is static.
+
     **Arguments:**
 
     - `sim`: the `brainmass.Simulator` the priors are over (None: parameters of another
@@ -35,9 +41,17 @@ class PriorSpace:
       (a `Hierarchical` prior is not a flat prior: use `.expand([n])` per region here, or
       a `CohortModel` for group structure).
 
-    **Attributes:** `paths`, `shapes` (`{path: shape}`), `sizes`, `units`, `names` (one label
-    per entry: `"coupling.G"`, `"model.a[3]"`), `d`.
+    **Attributes:** `priors` (`{path: distribution}`, in the given order), `paths`,
+    `shapes` (`{path: shape}`), `sizes`, `units`, `names` (one label per entry:
+    `"coupling.G"`, `"model.a[3]"`), `d`.
     """
+
+    # the distributions in the order of `paths` (a dict field would be re-sorted by tree
+    # operations, and the layout depends on the order)
+    _distributions: tuple[Any, ...]
+    paths: tuple[str, ...] = eqx.field(static=True)
+    _shapes: tuple[tuple[int, ...], ...] = eqx.field(static=True)
+    _units: tuple[str, ...] = eqx.field(static=True)
 
     def __init__(self, sim: bm.Simulator | None, priors: Mapping[str, Any]):
         if sim is None:  # parameters of another simulator: names are free, no units
@@ -45,18 +59,50 @@ class PriorSpace:
                 raise ValueError(f"priors: expected a non-empty dict, got {priors!r}.")
             for path, prior in priors.items():
                 _check_flat_prior(path, prior, "real", (tuple(prior.shape()),))
-            info = {p: type("Info", (), {"unit": ""})() for p in priors}
+            units = {p: "" for p in priors}
         else:
             info = check_priors(sim, priors, _check_flat_prior)
-        self.priors = dict(priors)
-        self.paths = tuple(self.priors)
-        self.shapes = {p: tuple(d.batch_shape + d.event_shape) for p, d in self.priors.items()}
-        self.sizes = {p: math.prod(s) for p, s in self.shapes.items()}
-        self.units = {p: info[p].unit for p in self.paths}
-        self.names = [
-            p if not s else f"{p}[{i}]" for p, s in self.shapes.items() for i in range(math.prod(s))
+            units = {p: info[p].unit for p in priors}
+        self.paths = tuple(priors)
+        self._distributions = tuple(priors[p] for p in self.paths)
+        self._shapes = tuple(
+            tuple(int(n) for n in d.batch_shape + d.event_shape) for d in self._distributions
+        )
+        self._units = tuple(str(units[p]) for p in self.paths)
+
+    @property
+    def priors(self) -> dict[str, Any]:
+        """`{path: NumPyro distribution}`, in the layout's order."""
+        return dict(zip(self.paths, self._distributions, strict=True))
+
+    @property
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """`{path: shape}` of each parameter (`()` for a scalar)."""
+        return dict(zip(self.paths, self._shapes, strict=True))
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        """`{path: number of entries}` in the flat vector."""
+        return {p: math.prod(s) for p, s in zip(self.paths, self._shapes, strict=True)}
+
+    @property
+    def units(self) -> dict[str, str]:
+        """`{path: canonical unit}` (`""` without a simulator or for dimensionless ones)."""
+        return dict(zip(self.paths, self._units, strict=True))
+
+    @property
+    def names(self) -> list[str]:
+        """One label per entry of the flat vector: `"coupling.G"`, `"model.a[3]"`."""
+        return [
+            p if not s else f"{p}[{i}]"
+            for p, s in zip(self.paths, self._shapes, strict=True)
+            for i in range(math.prod(s))
         ]
-        self.d = len(self.names)
+
+    @property
+    def d(self) -> int:
+        """The length of the flat vector."""
+        return sum(math.prod(s) for s in self._shapes)
 
     @property
     def _transforms(self):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, final
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 
@@ -17,51 +18,78 @@ def signal_shape(sim: bm.Simulator) -> tuple[int, int]:
     return sim.signal_shape
 
 
-class Identity:
-    """The features as they are: a summary for banks whose `x` already holds statistics."""
+class _AbstractPassThrough(eqx.Module):
+    """A bank summary with nothing to learn: `fit` returns it, `project` changes nothing.
 
-    def __init__(self, shape: tuple[int, ...] | None = None):
-        self.shape = None if shape is None else tuple(shape)
-        self.out_shape = self.shape
+    An immutable equinox module with its feature shape a static field; `bind` returns a
+    new summary bound to a simulator's signal.
+    """
 
-    def bind(self, sim):
-        """Bound to a simulator: the features are its signal `(n_samples, n_channels)`."""
-        return Identity(signal_shape(sim))
-
-    def __call__(self, signal):
-        """The signal itself."""
-        return jnp.asarray(signal)
+    shape: eqx.AbstractVar[tuple[int, ...] | None]
 
     @property
-    def names(self):
+    def out_shape(self) -> tuple[int, ...] | None:
+        """The shape of `project(features)`: the features' own shape."""
+        return self.shape
+
+    @property
+    def names(self) -> list[str]:
         """One label per feature."""
         return [f"x[{i}]" for i in range(math.prod(self.shape or ()))]
 
-    def fit(self, features):
-        """Nothing to fit."""
+    def fit(self, features: Any) -> Any:
+        """Nothing to fit: the summary itself."""
         return self
 
-    def project(self, features):
+    def project(self, features: Any) -> Any:
         """The features unchanged."""
         return features
+
+
+@final
+class Identity(_AbstractPassThrough):
+    """The features as they are: a summary for banks whose `x` already holds statistics.
+
+    **Arguments:**
+
+    - `shape`: the shape of one row of features; None: taken from the bank it is trained
+      on, or from the simulator's signal `(n_samples, n_channels)` it is bound to.
+    """
+
+    shape: tuple[int, ...] | None = eqx.field(static=True)
+
+    def __init__(self, shape: tuple[int, ...] | None = None):
+        self.shape = None if shape is None else tuple(int(n) for n in shape)
+
+    def bind(self, sim: bm.Simulator) -> Identity:
+        """Bound to a simulator: the features are its signal `(n_samples, n_channels)`."""
+        return Identity(signal_shape(sim))
+
+    def __call__(self, signal: Any) -> jax.Array:
+        """The signal itself."""
+        return jnp.asarray(signal)
 
     def __repr__(self) -> str:
         return f"Identity({self.shape})"
 
 
-class _FunctionSummary(Identity):
+@final
+class _FunctionSummary(_AbstractPassThrough):
     """A plain function `signal (n_samples, n_channels) -> features` used as a summary."""
 
-    def __init__(self, fn: Callable, shape: tuple[int, ...] | None = None):
-        super().__init__(shape)
-        self.fn = fn
+    fn: Callable = eqx.field(static=True)
+    shape: tuple[int, ...] | None = eqx.field(static=True)
 
-    def bind(self, sim):
+    def __init__(self, fn: Callable, shape: tuple[int, ...] | None = None):
+        self.fn = fn
+        self.shape = None if shape is None else tuple(int(n) for n in shape)
+
+    def bind(self, sim: bm.Simulator) -> _FunctionSummary:
         """Bound to a simulator: the feature shape from an abstract evaluation."""
         spec = jax.ShapeDtypeStruct(signal_shape(sim), jnp.result_type(float))
         return _FunctionSummary(self.fn, tuple(jax.eval_shape(self.fn, spec).shape))
 
-    def __call__(self, signal):
+    def __call__(self, signal: Any) -> jax.Array:
         """The function's features of one signal."""
         return jnp.asarray(self.fn(signal))
 
@@ -72,8 +100,9 @@ class _FunctionSummary(Identity):
 def as_summary(summary: Any, sim: bm.Simulator) -> Any:
     """A summary bound to `sim`: an `inference.summaries` statistic or a plain function.
 
-    A plain function `signal (n_samples, n_channels) -> features` (pure JAX) is wrapped;
-    it must be picklable (a module-level function) for banks and estimators to be saved.
+    A plain function `signal (n_samples, n_channels) -> features` (pure JAX) is wrapped
+    (an estimator using it is saved with a digest of the function's code and closure, and
+    loaded into an estimator built with the same function).
     """
     if hasattr(summary, "bind"):
         return summary.bind(sim)

@@ -45,6 +45,8 @@ from numpyro.distributions import constraints
 
 import brainmass as bm
 
+from .._modules import evolve as evolve  # re-exported: the likelihoods' copy-with-changes
+
 __all__ = ["AbstractLikelihood", "SignalSpec"]
 
 
@@ -101,26 +103,6 @@ def check_noise(name: str, value: Any) -> Any:
     if not np.all(np.isfinite(arr)) or np.any(arr <= 0):
         raise ValueError(f"{name}: expected a positive number (or a prior), got {value!r}.")
     return jnp.asarray(arr)
-
-
-def evolve(module: eqx.Module, **changes: Any) -> Any:
-    """A copy of an equinox module with some fields replaced (static ones too).
-
-    `dataclasses.replace` would call the module's own `__init__`, whose arguments are
-    not its fields; this copies the fields and runs the module's `__check_init__`.
-    """
-    names = {f.name for f in dataclasses.fields(module)}
-    unknown = set(changes) - names
-    if unknown:
-        raise TypeError(f"{type(module).__name__} has no fields {sorted(unknown)}.")
-    new = object.__new__(type(module))
-    for name in names:
-        object.__setattr__(new, name, changes.get(name, getattr(module, name)))
-    for cls in type(module).__mro__:
-        check = cls.__dict__.get("__check_init__")
-        if check is not None:
-            check(new)
-    return new
 
 
 def check_signal(data: Any, spec: SignalSpec, what: str) -> jax.Array:

@@ -336,7 +336,7 @@ class LinearizedFC(AbstractLikelihood):
 
     def bind(self, sim):
         """Bound to `sim`, with the FC covariance at the reference point and its whitening."""
-        from ._base import evolve
+        from .._modules import evolve
 
         bound = super().bind(sim)
         spec = bound.spec

@@ -15,11 +15,12 @@ are mapped back, so no posterior mass falls outside the prior's support, and
 their canonical units.
 
     npe = inf.NPE(sim, {"coupling.G": dist.Uniform(0, 1)}, inf.summaries.FC())
-    npe = npe.train(jax.random.key(0), num_simulations=5_000)  # a trained copy
+    npe = npe.train(jax.random.key(0), num_simulations=5_000)  # a new, trained NPE
     post = npe.posterior(observed_signal)        # (n_samples, n_channels) or a batch
     draws = post.sample(jax.random.key(1), 1_000)   # {path: (1000, *shape)}
 """
 
+from ._estimator import AbstractFlowEstimator as AbstractFlowEstimator
 from ._flows import FLOWS as FLOWS
 from ._flows import fit_flow as fit_flow
 from ._nle import NLE as NLE
@@ -27,4 +28,4 @@ from ._nle import Learned as Learned
 from ._npe import NPE as NPE
 from ._npe import NPEPosterior as NPEPosterior
 
-__all__ = ["NLE", "NPE", "Learned", "NPEPosterior", "fit_flow"]
+__all__ = ["NLE", "NPE", "AbstractFlowEstimator", "Learned", "NPEPosterior", "fit_flow"]

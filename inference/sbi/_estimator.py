@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import copy
+import abc
+import json
 import math
 import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
+import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,19 +19,68 @@ import numpy as np
 import brainmass as bm
 
 from .._checks import check_integers
+from .._modules import evolve
 from ..bank import Identity, PriorSpace, SimulationBank, as_summary, signal_shape, simulate_bank
 from . import _io
 from ._flows import FLOWS, _flowjax, _safe_std, fit_flow
-from ._io import _on_an_estimator
-
-if TYPE_CHECKING:
-    from ._npe import NPE
+from ._io import _json, _on_an_estimator
 
 
-class _FlowEstimator:
-    """What NPE and NLE share: the parameter space, the summary, the flow, training, saving."""
+class _Held:
+    """A value kept in a static field by reference: hashed and compared by identity.
 
-    kind = "estimator"
+    The training bank is a mutable dataclass (unhashable), and its arrays are data, not
+    weights: held like this it is neither a leaf that `jax.jit` traces nor a key it
+    cannot hash.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"{type(self.value).__name__}(...)"
+
+
+class AbstractFlowEstimator(eqx.Module):
+    """What NPE and NLE share: the parameter space, the summary, the flow, training, saving.
+
+    Estimators are immutable equinox modules. The simulator, the `PriorSpace`, the summary
+    (and, once trained, the flow, the standardisation `_norm` and the fitted summary) are
+    pytree children, so the flow's weights are leaves (`eqx.filter(npe, eqx.is_array)`) and
+    an estimator is an argument of `eqx.filter_jit`, or an unmapped one of `jax.vmap`, like
+    any pytree. The settings, the region labels, the training facts (`losses`, `info`) and
+    the training bank are static fields. A compiled function of an estimator is reused
+    for a copy with other weights in the same flow (`eqx.combine` of new arrays with the
+    flow's static part); separately trained or loaded estimators differ in static parts
+    (their training facts, and a function flowjax builds into each flow), so it retraces
+    for each.
+
+    Training and loading return new estimators (`npe = npe.train_on(bank, key)`); nothing
+    is assigned to an estimator once built. The fields and `__init__` are here; the final
+    classes, `NPE` and `NLE`, say which way the flow runs (`_flow_shapes`, `_roles`),
+    check their own settings (`__check_init__`) and train (`train`).
+    """
+
+    kind: eqx.AbstractClassVar[str]
+
+    sim: bm.Simulator | None
+    space: PriorSpace
+    summary: Any
+    embedding: Any
+    flow: Any  # the flowjax distribution, None until trained
+    _norm: dict[str, jax.Array] | None  # the standardisation: z_mean, z_std, x_mean, x_std
+    _fitted_summary: Any
+    params: Any = eqx.field(static=True)
+    labels: tuple[str, ...] | None = eqx.field(static=True)
+    # the flow settings as (name, value) pairs in a fixed order (`settings` is the dict)
+    _settings: tuple[tuple[str, Any], ...] = eqx.field(static=True)
+    # the training losses per epoch, ("train", (...)), ("val", (...)) (`losses` is the dict)
+    _losses: tuple[tuple[str, tuple[float, ...]], ...] = eqx.field(static=True)
+    _info: str = eqx.field(static=True)  # the training facts as JSON text (`info`)
+    _bank: _Held | None = eqx.field(static=True)
+    _signal: tuple[int, int] | None = eqx.field(static=True)  # loaded without a simulator
 
     def __init__(
         self,
@@ -67,27 +118,44 @@ class _FlowEstimator:
         if summary is None:
             summary = Identity()
         self.summary = as_summary(summary, sim) if sim is not None else summary
-        self.settings = {
-            "flow": flow,
-            "flow_layers": int(flow_layers),
-            "knots": int(knots),
-            "interval": float(interval),
-            "nn_width": int(nn_width),
-            "nn_depth": int(nn_depth),
-        }
+        self._settings = (
+            ("flow", flow),
+            ("flow_layers", int(flow_layers)),
+            ("knots", int(knots)),
+            ("interval", float(interval)),
+            ("nn_width", int(nn_width)),
+            ("nn_depth", int(nn_depth)),
+        )
         self.embedding = embedding
-        if flow == "coupling" and self.kind == "npe" and self.space.d < 2:
-            raise ValueError(
-                f"flow: a coupling flow needs at least two dimensions (this NPE infers "
-                f"{self.space.d} parameter); use flow='maf'."
-            )
         self.flow = None
-        self.losses: dict[str, list[float]] = {"train": [], "val": []}
-        self.bank: SimulationBank | None = None
-        self.info: dict[str, Any] = {}
+        self._norm = None
         self._fitted_summary = None
-        self._norm: dict[str, np.ndarray] = {}
-        self.labels = None if sim is None else list(sim.network.connectome.labels)
+        self._losses = (("train", ()), ("val", ()))
+        self._info = "{}"
+        self._bank = None
+        self._signal = None
+        self.labels = None if sim is None else tuple(sim.network.connectome.labels)
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The flow settings: `flow`, `flow_layers`, `knots`, `interval`, `nn_width`, `nn_depth`."""
+        return dict(self._settings)
+
+    @property
+    def losses(self) -> dict[str, list[float]]:
+        """`{"train": [...], "val": [...]}`: mean negative log-likelihood per epoch (a new dict)."""
+        return {name: list(values) for name, values in self._losses}
+
+    @property
+    def info(self) -> dict[str, Any]:
+        """Training facts: wall time, epochs, best epoch, simulations used (a new dict)."""
+        return json.loads(self._info)
+
+    @property
+    def bank(self) -> SimulationBank | None:
+        """The bank it was trained on (None untrained, or loaded from a file)."""
+        return None if self._bank is None else self._bank.value
 
     # ------------------------------------------------------------------ building
     def _feature_shape(self) -> tuple[int, ...]:
@@ -128,13 +196,13 @@ class _FlowEstimator:
             flow = Transformed(flow.base_dist, EmbedCondition(flow.bijection, net, cond_shape))
         return flow
 
+    @abc.abstractmethod
     def _flow_shapes(self, raw_shape: tuple[int, ...]) -> tuple[int, tuple[int, ...]]:
         """(the flow's dimension, the shape of its condition) for features of `raw_shape`."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def _roles(self, zs: Any, xs: Any) -> tuple[Any, Any]:
         """(target, condition) of the training pairs from standardised parameters and features."""
-        raise NotImplementedError
 
     # ------------------------------------------------------------------ training
     def simulate(self, key: Any, num_simulations: int, **kwargs: Any) -> SimulationBank:
@@ -144,7 +212,11 @@ class _FlowEstimator:
             self.sim, self.space, self.summary, key, num_simulations, params=self.params, **kwargs
         )
 
-    def train(
+    @abc.abstractmethod
+    def train(self, key: Any, num_simulations: int, **kwargs: Any) -> Self:
+        """Simulate a bank from the priors and train on it; returns the trained estimator."""
+
+    def _simulate_and_train(
         self,
         key: Any,
         num_simulations: int,
@@ -153,20 +225,8 @@ class _FlowEstimator:
         chunk_size: int | None = None,
         progress: bool = True,
         **fit_kwargs: Any,
-    ) -> NPE:
-        """Simulate a bank from the priors and train on it; returns the trained estimator.
-
-        A new estimator (`npe = npe.train(key, n)`); this one is left as it was.
-
-        **Arguments:**
-
-        - `key`: a `jax.random` key (split for the bank and the training).
-        - `num_simulations`: simulations in the bank (failed ones are dropped).
-        - `checkpoint`: keep the bank in this `.npz` (resumed if it exists: see
-          `simulate_bank`).
-        - `chunk_size`, `progress`: passed to `simulate_bank`.
-        - `fit_kwargs`: passed to `train_on` (`max_epochs`, `patience`, ...).
-        """
+    ) -> Self:
+        """`train` with one bank of prior simulations (the arguments of `NPE.train`)."""
         k_bank, k_fit = jax.random.split(key)
         bank = self.simulate(
             k_bank, num_simulations, chunk_size=chunk_size, checkpoint=checkpoint, progress=progress
@@ -184,7 +244,7 @@ class _FlowEstimator:
         batch_size: int = 256,
         learning_rate: float = 5e-4,
         progress: bool = True,
-    ) -> NPE:
+    ) -> Self:
         """Train the flow on a bank (maximum likelihood, Adam); returns the trained estimator.
 
         A new estimator is returned (`npe = npe.train_on(bank, key)`); this one is left as
@@ -209,13 +269,13 @@ class _FlowEstimator:
                 f"{self.space.names}."
             )
         self._check_bank_priors(bank)
-        est = copy.copy(self)  # training returns a trained copy; self is left untouched
-        if isinstance(est.summary, Identity) and est.summary.shape is None:
-            est.summary = Identity(bank.x.shape[1:])  # features given as they are
-        if tuple(bank.x.shape[1:]) != tuple(est.summary.shape):
+        summary = self.summary
+        if isinstance(summary, Identity) and summary.shape is None:
+            summary = Identity(bank.x.shape[1:])  # features given as they are
+        if tuple(bank.x.shape[1:]) != tuple(summary.shape):
             raise ValueError(
                 f"bank: its summaries have shape {bank.x.shape[1:]}, this estimator's summary "
-                f"gives {tuple(est.summary.shape)}."
+                f"gives {tuple(summary.shape)}."
             )
         if not 0.0 < validation_fraction < 1.0:
             raise ValueError(
@@ -230,9 +290,9 @@ class _FlowEstimator:
                 f"fraction of {validation_fraction} (at least 2 training and 1 validation)."
             )
         t0 = time.perf_counter()
-        est._fitted_summary = est.summary.fit(np.asarray(bank.x))
-        x = np.asarray(est._fitted_summary.project(jnp.asarray(bank.x)))
-        z = np.asarray(est.space.unconstrain(jnp.asarray(bank.theta)))
+        fitted = summary.fit(np.asarray(bank.x))
+        x = np.asarray(fitted.project(jnp.asarray(bank.x)))
+        z = np.asarray(self.space.unconstrain(jnp.asarray(bank.theta)))
         keep = np.all(np.isfinite(z), axis=1) & np.all(np.isfinite(x.reshape(len(x), -1)), axis=1)
         z, x = z[keep], x[keep]  # a draw exactly on a bound has an infinite z
         norm = {
@@ -241,15 +301,14 @@ class _FlowEstimator:
             "x_mean": x.mean(0),
             "x_std": _safe_std(x),
         }
-        est._norm = {k: jnp.asarray(v) for k, v in norm.items()}
         zs = (z - norm["z_mean"]) / norm["z_std"]
         xs = (x - norm["x_mean"]) / norm["x_std"]
-        if est.embedding is None:
+        if self.embedding is None:
             xs = xs.reshape(len(xs), -1)
         k_init, k_fit = jax.random.split(key)
-        flow = est._build_flow(k_init, tuple(xs.shape[1:]))
+        flow = self._build_flow(k_init, tuple(xs.shape[1:]))
         n_train = len(zs) - int(round(validation_fraction * len(zs)))
-        target, condition = est._roles(jnp.asarray(zs), jnp.asarray(xs))
+        target, condition = self._roles(jnp.asarray(zs), jnp.asarray(xs))
         flow, losses = fit_flow(
             k_fit,
             flow,
@@ -262,21 +321,28 @@ class _FlowEstimator:
             learning_rate=learning_rate,
             progress=progress,
         )
-        est.flow = flow
-        est.losses = {k: [float(v) for v in vals] for k, vals in losses.items()}
-        est.bank = bank
-        best = int(np.argmin(est.losses["val"]))
-        est.info = {
+        best = int(np.argmin(losses["val"]))
+        info = {
             "train_s": time.perf_counter() - t0,
-            "epochs": len(est.losses["train"]),
+            "epochs": len(losses["train"]),
             "best_epoch": best + 1,
-            "best_val_loss": est.losses["val"][best],
+            "best_val_loss": float(losses["val"][best]),
             "n_train": n_train,
             "n_validation": len(zs) - n_train,
             "n_dropped": int((~keep).sum()),
-            "stopped_early": len(est.losses["train"]) < max_epochs,
+            "stopped_early": len(losses["train"]) < max_epochs,
         }
-        return est
+        # a new estimator (self is left untouched): the trained state replaces the untrained
+        return evolve(
+            self,
+            summary=summary,
+            _fitted_summary=fitted,
+            _norm={k: jnp.asarray(v) for k, v in norm.items()},
+            flow=flow,
+            _losses=tuple((k, tuple(float(v) for v in vals)) for k, vals in losses.items()),
+            _info=_json(info),
+            _bank=_Held(bank),
+        )
 
     def _check_bank_priors(self, bank: SimulationBank) -> None:
         """Refuse a bank drawn under other priors than this estimator's.
@@ -335,7 +401,7 @@ class _FlowEstimator:
         if self.sim is not None:
             return signal_shape(self.sim)
         bound = getattr(self.summary, "_signal_shape", None)  # a summary bound to a signal
-        return getattr(self, "_signal", None) or bound
+        return self._signal or bound
 
     def _need_sim(self, what: str) -> None:
         if self.sim is None:

@@ -8,7 +8,9 @@ embedding are built again from code and checked against the file's fingerprint.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -21,11 +23,12 @@ import numpy as np
 
 from brainmass import storage
 
+from .._modules import evolve
 from ..bank import Identity, _FunctionSummary
 from ..priors import prior_token
 
 if TYPE_CHECKING:
-    from ._estimator import _FlowEstimator
+    from ._estimator import AbstractFlowEstimator
 
 _NORM = ("z_mean", "z_std", "x_mean", "x_std")
 
@@ -54,6 +57,17 @@ class _on_an_estimator:  # noqa: N801 - used as a method decorator
             )
 
         return on_class
+
+
+def _json(value: Any) -> str:
+    """`value` (dicts, lists and numbers: training facts) as JSON text, a hashable static."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, np.generic):
+            return v.item()
+        raise TypeError(f"info: {type(v).__name__} is not a JSON value.")
+
+    return json.dumps(value, default=plain)
 
 
 def _described(obj: Any) -> str | None:
@@ -183,13 +197,15 @@ def _assign(obj: Any, path: list[str], value: Any, key: str, label: str) -> Any:
             "not have: it was saved with another summary."
         )
     child = _assign(getattr(obj, head), rest, value, key, label) if rest else value
-    new = copy.copy(obj)
+    if dataclasses.is_dataclass(obj):  # an equinox summary: a new one with the field set
+        return evolve(obj, **{head: child})
+    new = copy.copy(obj)  # a plain summary object of the user's
     object.__setattr__(new, head, child)
     return new
 
 
-def estimator_fingerprint(est: _FlowEstimator) -> dict[str, Any]:
-    """`_FlowEstimator._fingerprint` (see its docstring)."""
+def estimator_fingerprint(est: AbstractFlowEstimator) -> dict[str, Any]:
+    """`AbstractFlowEstimator._fingerprint` (see its docstring)."""
     fp: dict[str, Any] = {"parameters": list(est.space.paths)}
     fp.update({f"priors.{p}": prior_token(d) for p, d in est.space.priors.items()})
     fp["summary"] = _described(est.summary)
@@ -203,8 +219,8 @@ def estimator_fingerprint(est: _FlowEstimator) -> dict[str, Any]:
     return fp
 
 
-def save_estimator(est: _FlowEstimator, path: str | os.PathLike) -> Path:
-    """`_FlowEstimator.save` (see its docstring)."""
+def save_estimator(est: AbstractFlowEstimator, path: str | os.PathLike) -> Path:
+    """`AbstractFlowEstimator.save` (see its docstring)."""
     est._need_trained()
     fitted, values = _summary_state(est._fitted_summary, est.summary)
     arrays = storage.tree_arrays(est.flow, prefix="flow")
@@ -230,8 +246,8 @@ def save_estimator(est: _FlowEstimator, path: str | os.PathLike) -> Path:
     )
 
 
-def load_estimator(est: _FlowEstimator, path: str | os.PathLike) -> _FlowEstimator:
-    """`_FlowEstimator.load` (see its docstring): a trained copy of `est`."""
+def load_estimator(est: AbstractFlowEstimator, path: str | os.PathLike) -> AbstractFlowEstimator:
+    """`AbstractFlowEstimator.load` (see its docstring): a trained copy of `est`."""
     path = Path(path)
     label = f"path: {path}"
     record = storage.load(path, est._storage_kind, what="path")
@@ -248,10 +264,10 @@ def load_estimator(est: _FlowEstimator, path: str | os.PathLike) -> _FlowEstimat
         raise storage.StorageError(
             f"{label} is not a complete saved {type(est).__name__} ({err!r} missing or bad)."
         ) from err
-    new = copy.copy(est)
-    new.summary = _template_summary(est.summary, signal, h.get("period"), feature_shape)
-    if est.sim is None:
-        new._signal = signal
+    summary = _template_summary(est.summary, signal, h.get("period"), feature_shape)
+    # the loaded estimator is a new one (`est` is the template, left as it was); the
+    # template's fields with the file's summary state, weights and training facts
+    new = evolve(est, summary=summary, _signal=signal if est.sim is None else None)
     saved = dict(h.get("fingerprint", {}))
     now = new._fingerprint()
     if est.sim is None or not any(k.startswith("simulator.") for k in saved):
@@ -269,17 +285,20 @@ def load_estimator(est: _FlowEstimator, path: str | os.PathLike) -> _FlowEstimat
     )
     fitted = {k[len("fitted.") :]: a for k, a in arrays.items() if k.startswith("fitted.")}
     fitted = {k: jnp.asarray(a) if fitted_kinds.get(k) == "jax" else a for k, a in fitted.items()}
-    new._fitted_summary = _restore_summary(new.summary, fitted, values, label)
+    fitted_summary = _restore_summary(summary, fitted, values, label)
+    new = evolve(new, _fitted_summary=fitted_summary)
     if tuple(new._raw_shape()) != raw_shape:
         raise storage.StorageError(
             f"{label}: the fitted summary gives features of shape {new._raw_shape()}, the "
             f"saved flow takes {raw_shape}: it was saved with another summary."
         )
     skeleton = new._build_flow(jax.random.key(0), raw_shape)
-    new.flow = storage.tree_from_arrays(arrays, skeleton, label=label, prefix="flow")
-    new._norm = norm
-    new.losses = losses
-    new.info = {**info, "versions": dict(h.get("versions", {}))}
-    new.labels = labels if est.sim is None else est.labels
-    new.bank = None
-    return new
+    return evolve(
+        new,
+        flow=storage.tree_from_arrays(arrays, skeleton, label=label, prefix="flow"),
+        _norm=norm,
+        _losses=tuple((k, tuple(v)) for k, v in losses.items()),
+        _info=_json({**info, "versions": dict(h.get("versions", {}))}),
+        labels=(None if labels is None else tuple(labels)) if est.sim is None else est.labels,
+        _bank=None,
+    )

@@ -14,15 +14,14 @@ import numpy as np
 import numpyro.distributions as dist
 from numpyro.distributions import constraints
 
-import brainmass as bm
-
 from ..bank import signal_shape
 from ..likelihoods import AbstractLikelihood, SignalSpec
-from ._estimator import _FlowEstimator
+from ._estimator import AbstractFlowEstimator
 from ._flows import _flowjax
 
 
-class NLE(_FlowEstimator):
+@final
+class NLE(AbstractFlowEstimator):
     r"""Neural likelihood estimation: a conditional flow $q(x \mid \theta)$ of the summaries.
 
     The same flows, trained on the same banks as `NPE`, but as the density of the
@@ -34,18 +33,28 @@ class NLE(_FlowEstimator):
     the region the bank covers), so one NLE serves many priors and hierarchical models.
 
     Arguments as `NPE`, except `embedding` (none: the flow models the flat features
-    themselves). A summary must be flat (`(k,)` features).
+    themselves). A summary must be flat (`(k,)` features). An immutable equinox module
+    (see `AbstractFlowEstimator`): `train`, `train_on` and `load` return new NLEs.
     """
 
-    kind = "nle"
+    kind: ClassVar[str] = "nle"
 
-    def __init__(self, sim: bm.Simulator | None, priors: Any, summary: Any, **kwargs: Any):
-        if kwargs.get("embedding") is not None:
+    def __check_init__(self):
+        if self.embedding is not None:
             raise ValueError(
                 "embedding: an NLE models the summary features themselves; learned embeddings "
                 "belong to NPE."
             )
-        super().__init__(sim, priors, summary, **kwargs)
+
+    def train(self, key: Any, num_simulations: int, **kwargs: Any) -> NLE:
+        """Simulate a bank from the priors and train on it; returns the trained NLE.
+
+        A new estimator (`nle = nle.train(key, n)`); this one is left as it was. The
+        arguments are those of `NPE.train` with one round: `key`, `num_simulations`,
+        `checkpoint` (keep the bank in this `.npz`, resumed if it exists), `chunk_size`,
+        `progress`, and `train_on`'s (`max_epochs`, `patience`, ...).
+        """
+        return self._simulate_and_train(key, num_simulations, **kwargs)
 
     def _flow_shapes(self, raw_shape):
         return int(math.prod(raw_shape)), (self.space.d,)
@@ -92,7 +101,7 @@ class Learned(AbstractLikelihood):
     """
 
     needs_simulation: ClassVar[bool] = False
-    nle: Any = eqx.field(static=True)
+    nle: NLE  # a child: the flow's weights are leaves of the likelihood (and of the model)
     signal: SignalSpec | None = eqx.field(static=True)
 
     def __init__(self, nle: NLE):

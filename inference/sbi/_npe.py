@@ -7,7 +7,7 @@ import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, final
 
 import equinox as eqx
 import jax
@@ -15,12 +15,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._checks import check_integers
+from .._modules import evolve
 from ..results import Posterior
-from ._estimator import _FlowEstimator
+from ._estimator import AbstractFlowEstimator
 from ._flows import _flowjax
+from ._io import _json
 
 
-class NPE(_FlowEstimator):
+@final
+class NPE(AbstractFlowEstimator):
     r"""Neural posterior estimation: a conditional normalizing flow $q(\theta \mid x)$.
 
     **Arguments:**
@@ -44,12 +47,20 @@ class NPE(_FlowEstimator):
       quantities are not simulator parameters themselves (see `simulate_bank`); the keys
       of `priors` are then free names.
 
-    After `train`/`train_on`: `flow` (the flowjax distribution), `losses`
-    (`{"train": [...], "val": [...]}`, mean negative log-likelihood per epoch in
-    standardised units), `bank` (the training bank), `info` (training facts).
+    After `train`/`train_on` (which return a new, trained NPE): `flow` (the flowjax
+    distribution), `losses` (`{"train": [...], "val": [...]}`, mean negative
+    log-likelihood per epoch in standardised units), `bank` (the training bank), `info`
+    (training facts). An immutable equinox module (see `AbstractFlowEstimator`).
     """
 
-    kind = "npe"
+    kind: ClassVar[str] = "npe"
+
+    def __check_init__(self):
+        if self.settings["flow"] == "coupling" and self.space.d < 2:
+            raise ValueError(
+                f"flow: a coupling flow needs at least two dimensions (this NPE infers "
+                f"{self.space.d} parameter); use flow='maf'."
+            )
 
     def _flow_shapes(self, raw_shape):
         return self.space.d, tuple(raw_shape)
@@ -94,7 +105,7 @@ class NPE(_FlowEstimator):
         """
         check_integers(("rounds", rounds, 1))
         if rounds == 1:
-            return super().train(
+            return self._simulate_and_train(
                 key,
                 num_simulations,
                 checkpoint=checkpoint,
@@ -129,8 +140,7 @@ class NPE(_FlowEstimator):
             bank = new if bank is None else bank.merge(new)
             history.append({"round": r + 1, "simulations": len(new), "prior_mass_kept": kept})
             est = est.train_on(bank, keys[2 * r + 1], progress=progress, **fit_kwargs)
-        est.info = {**est.info, "rounds": history}
-        return est
+        return evolve(est, _info=_json({**est.info, "rounds": history}))
 
     def _truncated_prior(self, observed: Any, key: Any, truncation: float):
         """A jit-able proposal: the prior restricted to the posterior's HPD region."""
@@ -177,12 +187,18 @@ class NPE(_FlowEstimator):
         return NPEPosterior(self, self._standardise(raw if batch else raw[None], batch), batch)
 
 
-class NPEPosterior:
+@final
+class NPEPosterior(eqx.Module):
     """The posterior of an `NPE` at one observation, or at a batch of `m` observations.
 
     Made by `NPE.posterior`. Draws are in the parameters' canonical units, inside the
-    priors' supports.
+    priors' supports. An immutable equinox module: the NPE and the standardised
+    condition (`(k,)`, or `(m, k)` for a batch) are its children, `batch` is static.
     """
+
+    npe: NPE
+    condition: jax.Array
+    batch: bool = eqx.field(static=True)
 
     def __init__(self, npe: NPE, condition: Any, batch: bool):
         self.npe = npe

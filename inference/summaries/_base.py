@@ -24,7 +24,7 @@ import brainmass as bm
 from brainmass.checks import check_int
 from brainmass.units import MS, to_float
 
-from ..likelihoods._base import evolve
+from .._modules import evolve
 
 __all__ = ["AbstractSummary", "Summary"]
 

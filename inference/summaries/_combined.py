@@ -10,7 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..likelihoods._base import evolve
+from .._modules import evolve
 from ._base import AbstractSummary
 
 __all__ = ["Combined", "combine"]

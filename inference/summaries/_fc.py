@@ -15,7 +15,7 @@ import brainmass as bm
 from brainmass.checks import check_int
 from brainmass.units import MS, to_float
 
-from ..likelihoods._base import evolve
+from .._modules import evolve
 from ._base import AbstractSummary
 
 __all__ = ["FC", "FCD"]
