@@ -32,6 +32,7 @@ _STATS_DOC = {
     "step_size": "the adapted leapfrog step size",
     "acceptance_rate": "mean Metropolis acceptance probability over the trajectory",
     "lp": "log posterior density (unnormalised) at the draw",
+    "energy": "the Hamiltonian (potential plus kinetic energy) at the draw, for E-BFMI",
 }
 
 

@@ -216,7 +216,13 @@ def test_nuts_recovers_truth_and_backends_agree(posteriors):
             assert lo < truth < hi, (backend, name, lo, hi)
         assert post.n_divergent == 0
         assert post.samples["model.lam"].shape == (4, 500)
-        assert set(post.sample_stats) >= {"diverging", "tree_depth", "step_size", "n_steps"}
+        assert set(post.sample_stats) >= {
+            "diverging",
+            "tree_depth",
+            "step_size",
+            "n_steps",
+            "energy",
+        }
     a, b = posteriors["numpyro"], posteriors["blackjax"]
     for name in ("model.lam", "coupling.G"):
         ess = min(float(az.ess(p.to_arviz())[name]) for p in (a, b))

@@ -247,6 +247,7 @@ NOT_MODULES = {
     "SignalSpec",  # a frozen dataclass: a simulator's signal geometry
     "SBCResult",
     "TARPResult",
+    "Convergence",
     "PPCResult",
 }
 

@@ -142,6 +142,18 @@ def test_a_truncated_checkpoint_names_the_file(checkpoint, data, tmp_path):
         inf.nuts(bmodel_for(make_sim()), data, jax.random.key(1), checkpoint=path, **SETTINGS)
 
 
+def test_a_checkpoint_without_the_energy_statistic_is_refused_naming_it(checkpoint, data, tmp_path):
+    """A run saved before `energy` was recorded cannot be resumed into draws that have it."""
+    rec = storage.load(checkpoint[0], NUTS_KIND)
+    header = {k: v for k, v in rec.header.items() if k in ("done", "warmup_divergent")}
+    header["stats"] = [n for n in rec.header["stats"] if n != "energy"]
+    arrays = {k: v for k, v in rec.arrays.items() if k != "stat_energy"}
+    old = tmp_path / "old.ckpt"
+    storage.save(old, NUTS_KIND, arrays, fingerprint=rec.header["fingerprint"], header=header)
+    with pytest.raises(StorageError, match=r"old\.ckpt lacks the statistics \['energy'\]"):
+        inf.nuts(bmodel_for(make_sim()), data, jax.random.key(1), checkpoint=old, **SETTINGS)
+
+
 def test_blackjax_resume_is_bit_identical(data, tmp_path, monkeypatch):
     """Interrupted after the warmup and one chunk, resumed: the same draws as one run."""
     bmodel = bmodel_for(make_sim())

@@ -17,6 +17,9 @@ flattened over chains and draws) alike.
 - `calibrate`: draws truths from the prior, simulates, draws from the posterior
   and returns both diagnostics.
 - `ppc` / `PPCResult`: posterior predictive checks in the data's own statistics.
+- `convergence` / `Convergence`: R-hat, bulk and tail ESS, divergences and E-BFMI of
+  MCMC draws, each failing parameter named (`nuts` runs it on every posterior and
+  warns with a `ConvergenceWarning`).
 
     samples = post.samples["coupling.G"].reshape(-1)       # one site of a NUTS run
     res_sbc, res_tarp = calibrate(key, prior_sample, simulate, posterior_samples, 500)
@@ -24,6 +27,9 @@ flattened over chains and draws) alike.
 """
 
 from ._calibrate import calibrate as calibrate
+from ._convergence import Convergence as Convergence
+from ._convergence import ConvergenceWarning as ConvergenceWarning
+from ._convergence import convergence as convergence
 from ._ppc import PPCResult as PPCResult
 from ._ppc import ppc as ppc
 from ._sbc import SBCResult as SBCResult
@@ -33,10 +39,13 @@ from ._tarp import TARPResult as TARPResult
 from ._tarp import tarp as tarp
 
 __all__ = [
+    "Convergence",
+    "ConvergenceWarning",
     "PPCResult",
     "SBCResult",
     "TARPResult",
     "calibrate",
+    "convergence",
     "ppc",
     "sbc",
     "sbc_ranks",

@@ -10,15 +10,13 @@ import jax.numpy as jnp
 
 from .. import _cache
 
+# the statistics every backend records per draw (ArviZ's sample_stats names)
+STATS = ("diverging", "n_steps", "step_size", "acceptance_rate", "lp", "energy")
 
-def _stats(diverging, n_steps, step_size, acceptance, lp) -> dict[str, Any]:
-    return {
-        "diverging": diverging,
-        "n_steps": n_steps,
-        "step_size": step_size,
-        "acceptance_rate": acceptance,
-        "lp": lp,
-    }
+
+def _stats(diverging, n_steps, step_size, acceptance, lp, energy) -> dict[str, Any]:
+    """One draw's statistics; `energy` is the Hamiltonian at the draw (for E-BFMI)."""
+    return dict(zip(STATS, (diverging, n_steps, step_size, acceptance, lp, energy), strict=True))
 
 
 class _NumPyroSampler:
@@ -63,7 +61,9 @@ class _NumPyroSampler:
         def step(s, data):
             s = sample_kernel(s, model_args=(data,))
             lp = -s.potential_energy
-            st = _stats(s.diverging, s.num_steps, s.adapt_state.step_size, s.accept_prob, lp)
+            st = _stats(
+                s.diverging, s.num_steps, s.adapt_state.step_size, s.accept_prob, lp, s.energy
+            )
             return s, (s.z, st)
 
         return _run_chunk(self.bmodel, self._key, step, lanes, n, state, data)
@@ -141,6 +141,7 @@ class _BlackJAXSampler:
                 c["params"]["step_size"],
                 info.acceptance_rate,
                 state.logdensity,
+                info.energy,
             )
             c = {"state": state, "params": c["params"], "key": jax.random.key_data(k_next)}
             return c, (state.position, st)

@@ -11,7 +11,7 @@ import numpy as np
 from brainmass import storage
 
 from ..priors import prior_token
-from ._backends import _typed
+from ._backends import STATS, _typed
 
 _KIND = "inference.nuts checkpoint"
 _HINT = "The file belongs to another run: delete it or pass another checkpoint path."
@@ -98,9 +98,12 @@ class _Checkpoint:
         if "draws" in arrays:
             draws.append(arrays["draws"])
             names = record.header["stats"]
-            missing = [n for n in names if f"stat_{n}" not in arrays]
+            missing = [n for n in STATS if n not in names or f"stat_{n}" not in arrays]
             if missing:
-                raise storage.StorageError(f"{label} lacks the statistics {missing}.")
+                raise storage.StorageError(
+                    f"{label} lacks the statistics {missing} (written by an older version "
+                    "or damaged); delete it to start the run again."
+                )
             stats.append({n: arrays[f"stat_{n}"] for n in names})
         return state, int(record.header["done"]), draws, stats
 

@@ -16,6 +16,7 @@ from brainmass.progress import progress_bar
 
 from .. import _cache
 from .._checks import check_integers
+from ..diagnostics._convergence import ConvergenceWarning, convergence
 from ..model import AbstractBayesianModel, predictive
 from ..results import Posterior
 from ._backends import _BlackJAXSampler, _NumPyroSampler
@@ -86,7 +87,14 @@ def nuts(
       posterior predictive draws at every draw (one simulation each).
 
     **Returns:** a `Posterior` (`to_arviz()` for ArviZ), or a list of them
-    with `batch=True`.
+    with `batch=True`. Its `sample_stats` hold, per chain and draw, `diverging`,
+    `n_steps` (leapfrog steps), `tree_depth`, `step_size`, `acceptance_rate`, `lp`
+    (the log density) and `energy` (the Hamiltonian: `az.bfmi`, `az.plot_energy`).
+
+    **Convergence:** the draws are checked (`inference.diagnostics.convergence`:
+    R-hat <= 1.01, bulk and tail ESS >= 100 per chain, no divergent transition after
+    warmup, E-BFMI >= 0.3 per chain); each failed check is listed in
+    `info["convergence"]` and one `ConvergenceWarning` names the failing parameters.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
@@ -224,7 +232,30 @@ def nuts(
                 info=info,
             )
         )
+    _check_convergence(posts, batch)
     return posts if batch else posts[0]
+
+
+def _check_convergence(posts: list[Posterior], batch: bool) -> None:
+    """Record each posterior's failed convergence checks in `info` and warn about them.
+
+    `info["convergence"]` is the list of problems (`inference.diagnostics.convergence`:
+    R-hat, bulk/tail ESS, divergences, E-BFMI), empty when every check passes. One
+    `ConvergenceWarning` names the failing parameters (and subjects, with `batch=True`).
+    """
+    lines = []
+    for i, post in enumerate(posts):
+        problems = list(convergence(post).problems)
+        post.info["convergence"] = problems
+        lines += [f"subject {i}: {p}" if batch else p for p in problems]
+    if lines:
+        shown = lines[:8] + ([f"... and {len(lines) - 8} more"] if len(lines) > 8 else [])
+        warnings.warn(
+            "nuts: the draws fail convergence checks (info['convergence']; "
+            "inference.diagnostics.convergence):\n  - " + "\n  - ".join(shown),
+            ConvergenceWarning,
+            stacklevel=3,
+        )
 
 
 def _subjects(bmodel: AbstractBayesianModel, data: Any, batch: bool) -> int:
