@@ -55,7 +55,13 @@ def shared_data() -> Path:
 # runs as one unit on one worker, so the fixture is built once, not on every worker. xdist's
 # own `xdist_group` mark stopped working with pytest 9.2 (it renames `item._nodeid`, which
 # pytest no longer reads), so the grouping is done here through xdist's scheduler hook.
-SINGLE_WORKER_MODULES = ("test_inference.py", "test_sbi_ou.py")
+SINGLE_WORKER_MODULES = (
+    "test_inference.py",
+    "test_sbi_ou.py",
+    "test_calibration.py",  # the grid posteriors of 80 datasets, ~28 s
+    "test_sbi.py",  # a trained NPE, ~9 s
+    "test_persistence_sbi.py",  # trained NPE and NLE, ~4 s
+)
 
 if importlib.util.find_spec("xdist") is not None:
 
