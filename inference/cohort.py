@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, final
 
 import equinox as eqx
@@ -12,6 +12,7 @@ import numpy as np
 import numpyro.distributions as dist
 
 import brainmass as bm
+from brainmass.checks import check_int
 
 from .likelihoods import AbstractLikelihood
 from .model import (
@@ -53,7 +54,11 @@ class CohortModel(AbstractBayesianModel):
       was simulated: give a per-subject parameter a `Hierarchical` transform
       onto the bank's range (sigmoid then affine for a uniform prior).
     - `n_subjects`: the number of subjects; the data have a leading axis of
-      this length.
+      this length. May be left out when `subjects` is given.
+    - `subjects`: the subjects' IDs (`["sub-01", "sub-02", ...]`, in the order of
+      the data's leading axis): the `subject` coordinate of the posterior's
+      per-subject sites and data (ArviZ), and the names in data errors. Default
+      `0 .. n_subjects - 1`.
     - `conditional_on_noise`, `noise_key`: as for `BayesianModel`.
 
     A cohort composes the model of one subject, `subject_model` (a
@@ -79,20 +84,20 @@ class CohortModel(AbstractBayesianModel):
     conditional_on_noise: bool = eqx.field(static=True)
     n_subjects: int = eqx.field(static=True)
     subject_paths: tuple[str, ...] = eqx.field(static=True)
+    subjects: tuple[Any, ...] = eqx.field(static=True)
 
     def __init__(
         self,
         sim: bm.Simulator,
         priors: Mapping[str, Any],
         likelihood: AbstractLikelihood,
-        n_subjects: int,
+        n_subjects: int | None = None,
         *,
+        subjects: Sequence[Any] | None = None,
         conditional_on_noise: bool = False,
         noise_key: Any = None,
     ):
-        if int(n_subjects) != n_subjects or n_subjects < 1:
-            raise ValueError(f"n_subjects: expected a positive integer, got {n_subjects!r}.")
-        n_subjects = int(n_subjects)
+        n_subjects, self.subjects = _subject_ids(n_subjects, subjects)
         _check_components(sim, likelihood)
 
         def check(path, prior, domain, shapes) -> None:
@@ -179,7 +184,7 @@ class CohortModel(AbstractBayesianModel):
             try:
                 prepared.append(self.subject_model.check_data(arr[i]))
             except ValueError as err:
-                raise ValueError(f"data[{i}] (subject {i}): {err}") from None
+                raise ValueError(f"data[{i}] (subject {self.subjects[i]!r}): {err}") from None
         return jnp.stack(prepared)
 
     # ------------------------------------------------------------------ labels
@@ -193,10 +198,37 @@ class CohortModel(AbstractBayesianModel):
         obs_dims, obs_coords = self.likelihood.dims()
         dims[OBS] = ["subject", *obs_dims]
         coords.update(obs_coords)
-        coords["subject"] = np.arange(self.n_subjects)
+        coords["subject"] = np.asarray(self.subjects)
         return dims, coords
 
     def __repr__(self) -> str:
         priors = ", ".join(f"{p}: {type(v).__name__}" for p, v in self.priors.items())
         like = type(self.likelihood).__name__
         return f"CohortBayesianModel({{{priors}}}, {like}, {self.n_subjects} subjects)"
+
+
+def _subject_ids(n_subjects: Any, subjects: Any) -> tuple[int, tuple[Any, ...]]:
+    """`(n_subjects, subject IDs)` from either or both arguments, checked against each other."""
+    if subjects is not None:
+        if isinstance(subjects, str) or not isinstance(subjects, Sequence | np.ndarray):
+            raise ValueError(
+                f"subjects: expected a sequence of subject IDs, got {type(subjects).__name__}."
+            )
+        ids = tuple(v.item() if isinstance(v, np.generic) else v for v in subjects)
+        bad = [v for v in ids if isinstance(v, bool) or not isinstance(v, str | int)]
+        if bad:
+            raise ValueError(f"subjects: expected IDs as text or integers, got {bad[0]!r}.")
+        if not ids:
+            raise ValueError("subjects: expected at least one subject ID, got none.")
+        if len(set(ids)) != len(ids):
+            repeated = sorted({str(v) for v in ids if ids.count(v) > 1})
+            raise ValueError(f"subjects: the IDs must be unique; repeated: {repeated}.")
+        if n_subjects is not None and check_int(n_subjects, "n_subjects", 1) != len(ids):
+            raise ValueError(
+                f"n_subjects: {n_subjects} does not match the {len(ids)} subject IDs given."
+            )
+        return len(ids), ids
+    if n_subjects is None:
+        raise ValueError("n_subjects: expected the number of subjects (or subjects=[IDs]).")
+    n = check_int(n_subjects, "n_subjects", 1)
+    return n, tuple(range(n))

@@ -33,7 +33,7 @@ from brainmass.progress import progress_bar
 
 from . import _cache
 from ._checks import check_integers
-from .model import AbstractBayesianModel, LogDensity
+from .model import AbstractBayesianModel, LogDensity, predictive
 from .results import Posterior
 
 __all__ = ["map_estimate", "MAPResult", "laplace"]
@@ -71,9 +71,18 @@ class MAPResult:
     _ld: LogDensity | None = field(default=None, repr=False)
     _data: Any = field(default=None, repr=False)
 
-    def laplace(self, key: Any, num_draws: int = 1000, *, hessian: str = "auto") -> Posterior:
-        """The Laplace approximation at this mode, as a one-chain `Posterior` of `num_draws`."""
-        return laplace(self, key, num_draws, hessian=hessian)
+    def laplace(
+        self,
+        key: Any,
+        num_draws: int = 1000,
+        *,
+        hessian: str = "auto",
+        posterior_predictive: bool = True,
+    ) -> Posterior:
+        """The Laplace approximation at this mode, as a one-chain `Posterior` (see `laplace`)."""
+        return laplace(
+            self, key, num_draws, hessian=hessian, posterior_predictive=posterior_predictive
+        )
 
     def laplace_points(self, key: Any, n: int) -> Any:
         """`n` flat unconstrained draws from the Laplace approximation (NUTS starting points)."""
@@ -321,7 +330,12 @@ def _factor(result: MAPResult, how: str):
 
 
 def laplace(
-    result: MAPResult, key: Any, num_draws: int = 1000, *, hessian: str = "auto"
+    result: MAPResult,
+    key: Any,
+    num_draws: int = 1000,
+    *,
+    hessian: str = "auto",
+    posterior_predictive: bool = True,
 ) -> Posterior:
     """Draws from the Laplace approximation at a MAP mode, as a one-chain `Posterior`.
 
@@ -332,10 +346,15 @@ def laplace(
     - `num_draws`: draws from the Gaussian (mapped to the constrained space).
     - `hessian`: `"auto"` (autodiff, falling back to central differences of the
       gradient where forward mode is unavailable), `"autodiff"` or `"fd"`.
+    - `posterior_predictive`: also compute the pointwise log-likelihood and posterior
+      predictive draws at every draw (one simulation each), as `nuts` does, so
+      `az.loo` and posterior predictive checks work on the result. The Gaussian draws
+      themselves do not depend on it (the predictive draws use `fold_in(key, 1)`).
 
     **Returns:** a `Posterior` with `method="laplace"`, one chain, `lp` (the log
-    density at each draw) in `sample_stats`, and `info["covariance"]` (the
-    unconstrained covariance, `(d, d)`).
+    density at each draw) in `sample_stats`, the log-likelihood and posterior
+    predictive groups (with `posterior_predictive=True`) and `info["covariance"]`
+    (the unconstrained covariance, `(d, d)`).
     """
     check_integers(("num_draws", num_draws, 1))
     mean, chol = _gaussian(result, hessian)
@@ -348,12 +367,18 @@ def laplace(
     lp = np.asarray(jax.jit(lp_fn)(flat, jax.tree.map(jnp.asarray, result._data)))[None]
     dims, coords = bmodel.dims()
     cov = np.asarray(chol) @ np.asarray(chol).T
+    log_lik = draws_pred = None
+    if posterior_predictive:
+        pred_key = jax.random.fold_in(key, 1)
+        log_lik, draws_pred = predictive(bmodel, samples, result._data, pred_key)
     return Posterior(
         samples=samples,
         sample_stats={"lp": lp},
         units=dict(bmodel.units),
         method="laplace",
         observed=np.asarray(bmodel.check_data(result._data)),
+        log_likelihood=log_lik,
+        posterior_predictive=draws_pred,
         dims=dims,
         coords=coords,
         info={

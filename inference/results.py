@@ -55,6 +55,10 @@ class Posterior:
       log-likelihood at each draw (or None).
     - `posterior_predictive`: `(n_chains, n_draws, *obs_shape)` data drawn from
       the likelihood at each draw (or None).
+    - `prior`: `{site: (1, n_prior, *shape)}` draws from the priors (or None), for
+      `az.plot_prior_posterior` and prior-sensitivity checks.
+    - `prior_predictive`: `(1, n_prior, *obs_shape)` data drawn from the model at the
+      prior draws (or None; NaN where a simulation failed).
     - `dims`, `coords`: ArviZ dimension names per site and coordinates.
     - `info`: run facts: `wall_time` (s), `num_warmup`, `num_samples`,
       `num_chains`, `n_divergent`, `n_divergent_warmup` (NumPyro backend:
@@ -69,6 +73,8 @@ class Posterior:
     observed: Any = None
     log_likelihood: np.ndarray | None = None
     posterior_predictive: np.ndarray | None = None
+    prior: dict[str, np.ndarray] | None = None
+    prior_predictive: np.ndarray | None = None
     dims: dict[str, list[str]] = field(default_factory=dict)
     coords: dict[str, Any] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
@@ -122,6 +128,10 @@ class Posterior:
             groups["log_likelihood"] = {"obs": np.asarray(self.log_likelihood)}
         if self.posterior_predictive is not None:
             groups["posterior_predictive"] = {"obs": np.asarray(self.posterior_predictive)}
+        if self.prior is not None:
+            groups["prior"] = dict(self.prior)
+        if self.prior_predictive is not None:
+            groups["prior_predictive"] = {"obs": np.asarray(self.prior_predictive)}
         dims = {k: v for k, v in self.dims.items() if k in self.samples or k == "obs"}
         attrs = {
             "posterior": {"units": repr(self.units), "method": self.method},
@@ -224,6 +234,10 @@ class Posterior:
 
         post = tree["posterior"].to_dataset()
         samples = {k: np.asarray(v.values) for k, v in post.data_vars.items()}
+        prior = None
+        if "prior" in tree.children:
+            ds = tree["prior"].to_dataset()
+            prior = {k: np.asarray(v.values) for k, v in ds.data_vars.items()}
         dims, coords = {}, {}
         for k, v in post.data_vars.items():
             extra = [d for d in v.dims if d not in ("chain", "draw")]
@@ -261,6 +275,8 @@ class Posterior:
             observed=group("observed_data"),
             log_likelihood=group("log_likelihood"),
             posterior_predictive=group("posterior_predictive"),
+            prior=prior,
+            prior_predictive=group("prior_predictive"),
             dims=dims,
             coords=coords,
             info=info,

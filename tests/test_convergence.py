@@ -16,6 +16,7 @@ import jax
 import numpy as np
 import numpyro.distributions as dist
 import pytest
+import scipy.stats as st
 
 import brainmass as bm
 import inference as inf
@@ -141,3 +142,40 @@ def test_nuts_records_energy_and_warns_about_too_few_draws(backend):
     assert bfmi.shape == (2,) and np.all(bfmi > 0.3)
     az.plot_energy(tree, backend="matplotlib")
     assert post.info["convergence"] == list(convergence(post).problems)
+
+
+def test_prior_and_prior_predictive_groups_on_request(tmp_path):
+    bmodel, data = _model()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        post = inf.nuts(bmodel, data, jax.random.key(0), num_warmup=20, num_samples=20,
+                        num_chains=1, progress=False, posterior_predictive=False,
+                        prior_draws=400)  # fmt: skip
+        plain = inf.nuts(bmodel, data, jax.random.key(0), num_warmup=20, num_samples=20,
+                         num_chains=1, progress=False, posterior_predictive=False)  # fmt: skip
+    # asking for the prior changes nothing in the posterior draws
+    for k, v in post.samples.items():
+        np.testing.assert_array_equal(v, plain.samples[k])
+    assert plain.prior is None and plain.prior_predictive is None
+    lam, g = post.prior["model.lam"], post.prior["coupling.G"]
+    assert lam.shape == g.shape == (1, 400)
+    # the draws follow the priors (Kolmogorov-Smirnov against the distributions themselves)
+    assert st.kstest(np.log(lam.ravel()), st.norm(math.log(0.05), 0.5).cdf).pvalue > 1e-3
+    assert st.kstest(g.ravel(), st.uniform(0.0, 0.2).cdf).pvalue > 1e-3
+    # the prior predictive: the simulator at each prior draw plus the likelihood's noise
+    assert post.prior_predictive.shape == (1, 400, *data.shape)
+    z = []
+    for i in range(0, 400, 40):
+        theta = {"model.lam": float(lam[0, i]), "coupling.G": float(g[0, i])}
+        pred = np.asarray(bmodel.sim.with_params(theta).run().signal)
+        z.append((post.prior_predictive[0, i] - pred) / 0.05)
+    z = np.concatenate([a.ravel() for a in z])
+    assert abs(z.mean()) < 0.2 and 0.85 < z.std() < 1.15, (z.mean(), z.std())
+    tree = post.to_arviz()
+    assert {"prior", "prior_predictive", "posterior"} <= set(tree.children)
+    az.plot_prior_posterior(tree, backend="matplotlib")
+    back = Posterior.load(post.save(tmp_path / "p.nc"))
+    np.testing.assert_array_equal(back.prior["coupling.G"], g)
+    np.testing.assert_array_equal(back.prior_predictive, post.prior_predictive)
+    with pytest.raises(ValueError, match="prior_draws"):
+        inf.nuts(bmodel, data, jax.random.key(0), prior_draws=-1, progress=False)

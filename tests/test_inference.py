@@ -374,6 +374,17 @@ def test_laplace_matches_nuts_on_a_near_gaussian_posterior(bmodel, data, posteri
     r_ref = np.corrcoef(flat["model.lam"], flat["coupling.G"])[0, 1]
     assert abs(r_lap - r_ref) < 0.1, (r_lap, r_ref)
     assert fit.units == {"model.lam": "1/ms", "coupling.G": ""}
+    # the pointwise log-likelihood at each draw, as NUTS gives it: the Gaussian density of the
+    # data around the simulator's own prediction there (computed here from a plain run)
+    assert lap.log_likelihood.shape == (1, 4000, *np.shape(data))
+    assert lap.posterior_predictive.shape == (1, 4000, *np.shape(data))
+    for i in (0, 1234, 3999):
+        theta = {k: float(v[0, i]) for k, v in lap.samples.items()}
+        pred = np.asarray(bmodel.sim.with_params(theta).run().signal)
+        expected = st.norm.logpdf(np.asarray(data), pred, SIGMA)
+        np.testing.assert_allclose(lap.log_likelihood[0, i], expected, rtol=1e-4, atol=1e-4)
+    loo = az.loo(lap.to_arviz())  # the model-comparison route works on a Laplace result
+    assert np.isfinite(float(loo["elpd"]))
 
 
 def test_sbc_of_nuts_through_calibrate():

@@ -123,6 +123,36 @@ def test_cohort_model_composes_a_bayesian_model(sim):
         inf.nuts(object(), data[0], jax.random.key(0))
 
 
+def test_cohort_subjects_are_named_by_their_ids(sim):
+    """The subjects' IDs are the posterior's `subject` coordinate and name bad data."""
+    ids = ["sub-01", "sub-07", "sub-12"]
+    cohort = inf.CohortModel(sim, COHORT_PRIORS, L.TimeSeries(sigma=SIGMA), subjects=ids)
+    assert cohort.n_subjects == 3 and cohort.subjects == tuple(ids)
+    dims, coords = cohort.dims()
+    assert dims["model.lam"] == ["subject"] and list(coords["subject"]) == ids
+    data = np.stack([_data(sim, seed) for seed in range(3)])
+    bad = data.copy()
+    bad[1, 0, 0] = np.nan
+    with pytest.raises(ValueError, match=r"data\[1\] \(subject 'sub-07'\): .*NaN"):
+        cohort.check_data(bad)
+    post = inf.nuts(cohort, data, jax.random.key(0), posterior_predictive=False, **TINY_NUTS)
+    tree = post.to_arviz()
+    assert list(tree["posterior"]["model.lam"].coords["subject"].values) == ids
+    # the default: 0 .. n-1; the count and the IDs must agree, IDs unique and plain
+    plain = inf.CohortModel(sim, COHORT_PRIORS, L.TimeSeries(sigma=SIGMA), n_subjects=2)
+    assert plain.subjects == (0, 1)
+    for kwargs, match in [
+        (dict(n_subjects=2, subjects=ids), "n_subjects: 2 does not match the 3 subject IDs"),
+        (dict(subjects=["a", "b", "a"]), r"unique; repeated: \['a'\]"),
+        (dict(subjects="abc"), "sequence of subject IDs, got str"),
+        (dict(subjects=[["a"], ["b"]]), r"as text or integers, got \['a'\]"),
+        (dict(), r"n_subjects: expected the number of subjects \(or subjects=\[IDs\]\)"),
+        (dict(n_subjects=0), "n_subjects"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            inf.CohortModel(sim, COHORT_PRIORS, L.TimeSeries(sigma=SIGMA), **kwargs)
+
+
 def test_models_are_final_frozen_equinox_pytrees(sim):
     """Both models: equinox modules, final, frozen, pytrees holding the simulator's arrays."""
     assert issubclass(AbstractBayesianModel, eqx.Module)

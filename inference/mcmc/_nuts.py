@@ -45,6 +45,7 @@ def nuts(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     posterior_predictive: bool = True,
+    prior_draws: int = 0,
 ) -> Posterior | list[Posterior]:
     """Sample the posterior of `bmodel` given `data` with NUTS.
 
@@ -85,6 +86,11 @@ def nuts(
     - `progress`: show a progress bar.
     - `posterior_predictive`: also compute the pointwise log-likelihood and
       posterior predictive draws at every draw (one simulation each).
+    - `prior_draws`: also draw this many parameter sets from the priors and data
+      from the model at each (one simulation each): the `prior` and
+      `prior_predictive` groups (`az.plot_prior_posterior`, prior predictive
+      checks). 0 (default): none. They use `fold_in(key, 2)`, so the posterior
+      draws do not depend on this setting.
 
     **Returns:** a `Posterior` (`to_arviz()` for ArviZ), or a list of them
     with `batch=True`. Its `sample_stats` hold, per chain and draw, `diverging`,
@@ -99,6 +105,7 @@ def nuts(
     if backend not in BACKENDS:
         raise ValueError(f"backend: expected one of {BACKENDS}, got {backend!r}.")
     check_integers(
+        ("prior_draws", prior_draws, 0),
         ("num_warmup", num_warmup, 0),
         ("num_samples", num_samples, 1),
         ("num_chains", num_chains, 1),
@@ -197,6 +204,11 @@ def nuts(
         bmodel, ("constrain",), lambda: jax.jit(jax.vmap(jax.vmap(ld.constrain)))
     )
     dims, coords = bmodel.dims()
+    prior = prior_pred = None
+    if prior_draws:  # shared by every subject: the priors and the model do not see the data
+        k_prior, k_prior_pred = jax.random.split(jax.random.fold_in(key, 2))
+        prior = {k: v[None] for k, v in bmodel.sample_prior(k_prior, int(prior_draws)).items()}
+        _, prior_pred = predictive(bmodel, prior, first, k_prior_pred)
     wall = time.perf_counter() - t0
     posts = []
     for i in range(subjects if batch else 1):
@@ -227,6 +239,8 @@ def nuts(
                 observed=np.asarray(bmodel.check_data(d_i)),
                 log_likelihood=log_lik,
                 posterior_predictive=draws_pred,
+                prior=prior,
+                prior_predictive=prior_pred,
                 dims=dims,
                 coords=coords,
                 info=info,
