@@ -47,13 +47,7 @@ class _NumPyroSampler:
                 rng_key=k,
             )
 
-        fn = _cache.compiled(
-            self.bmodel,
-            self._key + ("init", lanes.subjects is None),
-            lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
-        )
-        keys = jax.random.split(_typed(key), inits.shape[:-1])
-        return fn(inits, jax.random.key_data(keys), data)
+        return _init_lanes(self.bmodel, self._key, one, inits, key, data, lanes)
 
     def run(self, state, data, n, done, lanes):
         sample_kernel = self.sample_kernel
@@ -89,13 +83,7 @@ class _BlackJAXSampler:
             params = {"step_size": jnp.asarray(0.1), "inverse_mass_matrix": inverse_mass}
             return {"state": state, "params": params, "key": k}
 
-        fn = _cache.compiled(
-            self.bmodel,
-            self._key + ("init", lanes.subjects is None),
-            lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
-        )
-        keys = jax.random.split(_typed(key), inits.shape[:-1])
-        return fn(inits, jax.random.key_data(keys), data)
+        return _init_lanes(self.bmodel, self._key, one, inits, key, data, lanes)
 
     def warmup(self, carry, data, lanes):
         import blackjax
@@ -147,6 +135,21 @@ class _BlackJAXSampler:
             return c, (state.position, st)
 
         return _run_chunk(self.bmodel, self._key, step, lanes, n, carry, data)
+
+
+def _init_lanes(bmodel, key: tuple, one, inits, rng, data, lanes):
+    """Both backends' init: `one(z0, key data, data)` over the chains' lanes, compiled once.
+
+    The compiled function is cached on the model (`inference._cache`) under the
+    backend's key; each lane gets its own key split from `rng`.
+    """
+    fn = _cache.compiled(
+        bmodel,
+        key + ("init", lanes.subjects is None),
+        lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
+    )
+    keys = jax.random.split(_typed(rng), inits.shape[:-1])
+    return fn(inits, jax.random.key_data(keys), data)
 
 
 def _run_chunk(bmodel, key: tuple, step, lanes, n: int, carry, data):
