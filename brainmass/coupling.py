@@ -19,6 +19,7 @@ delayed features.
 | `Diffusive`   | $e_j$                     | $G (s - e_i \sum_j W_{ij})$                     |
 | `Sigmoidal`   | $c_{max} / (1 + e^{r(v_0 - e_j)})$ | $G s$                                   |
 | `Kuramoto`    | $(\sin e_j, \cos e_j)$    | $G(\cos e_i\, s_{\sin} - \sin e_i\, s_{\cos})$ |
+| `Uncoupled`   | $e_j$                     | $0$ (no parameters: a single region)            |
 
 so `Diffusive` is $G\sum_j W_{ij}(e_j(t-\tau_{ij}) - e_i(t))$ and `Kuramoto`
 is $G\sum_j W_{ij}\sin(\theta_j(t-\tau_{ij}) - \theta_i(t))$.
@@ -36,7 +37,7 @@ import jax.numpy as jnp
 from ._custom_types import Coupling, Features, Float
 from ._params import ParameterModule, param
 
-__all__ = ["AbstractCoupling", "Linear", "Diffusive", "Sigmoidal", "Kuramoto"]
+__all__ = ["AbstractCoupling", "Linear", "Diffusive", "Sigmoidal", "Kuramoto", "Uncoupled"]
 
 
 class AbstractCoupling(ParameterModule):
@@ -157,3 +158,23 @@ class Kuramoto(AbstractCoupling):
         n = efferent.shape[0]
         s_sin, s_cos = summed[:n], summed[n:]
         return self.G * (jnp.cos(efferent) * s_sin - jnp.sin(efferent) * s_cos)
+
+
+class Uncoupled(AbstractCoupling):
+    r"""No coupling, $c_i = 0$, and no parameters: the coupling of a single region.
+
+    `Network(model)` (no connectome) uses it, so a one-region simulator has only the
+    model's parameters (and the noise's), not a coupling gain that does nothing.
+    """
+
+    def n_features(self, n_coupled: int) -> int:
+        """One feature per coupled variable."""
+        return n_coupled
+
+    def features(self, efferent: Coupling) -> Features:
+        """Identity."""
+        return efferent
+
+    def combine(self, efferent: Coupling, summed: Features, strength: Float) -> Coupling:
+        """Zero."""
+        return jnp.zeros_like(efferent)

@@ -38,8 +38,11 @@ class Network(eqx.Module):
     - `model`: an `AbstractNeuralMass`; its parameters are scalars or one value
       per region.
     - `connectome`: the `Connectome` (weights as given: normalise beforehand
-      with `Connectome.normalized` if wanted).
-    - `coupling`: an `AbstractCoupling`; default `coupling.Linear()`.
+      with `Connectome.normalized` if wanted). None (default): a single region
+      (labelled `"region"`), uncoupled: `Network(bm.models.JansenRit())` is one
+      neural mass, with no connectome to make up and no coupling parameter.
+    - `coupling`: an `AbstractCoupling`; default `coupling.Linear()`, and
+      `coupling.Uncoupled()` (no parameters) for a single region.
     - `speed`: conduction speed, a brainunit quantity or a number in m/s;
       `None` (default) means no delays.
     - `noise`: an `AbstractNoise`, or `None` for a deterministic network.
@@ -58,7 +61,7 @@ class Network(eqx.Module):
     def __init__(
         self,
         model: AbstractNeuralMass,
-        connectome: Connectome,
+        connectome: Connectome | None = None,
         coupling: AbstractCoupling | None = None,
         speed: Any = None,
         noise: AbstractNoise | None = None,
@@ -66,6 +69,19 @@ class Network(eqx.Module):
     ):
         if not isinstance(model, AbstractNeuralMass):
             raise ValueError(f"model: expected a brainmass neural mass model, got {model!r}.")
+        if connectome is None:  # one region: nothing to couple to, nothing to delay
+            if coupling is not None and not isinstance(coupling, _coupling.Uncoupled):
+                raise ValueError(
+                    f"coupling: a single region (connectome=None) has nothing to couple to; "
+                    f"leave coupling out (got {coupling!r})."
+                )
+            if speed is not None:
+                raise ValueError(
+                    f"speed: a single region (connectome=None) has no tracts to delay; leave "
+                    f"speed out (got {speed!r})."
+                )
+            connectome = Connectome(np.zeros((1, 1)), np.zeros((1, 1)), ("region",))
+            coupling = _coupling.Uncoupled()
         if not isinstance(connectome, Connectome):
             raise ValueError(f"connectome: expected a brainmass.Connectome, got {connectome!r}.")
         if coupling is None:

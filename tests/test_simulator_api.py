@@ -777,3 +777,25 @@ def test_blow_up_inside_jit_sets_ok_false(delayed_result_fn, blow_up_a):
     assert not np.isfinite(np.asarray(res.signal[:, 2])).all()
     good = f({"model.a": jnp.asarray(A_DELAYED)})
     assert bool(good.ok) is True
+
+
+def test_a_single_region_needs_no_connectome_and_has_no_coupling():
+    """`Network(model)`: one region, no coupling parameter; a Hopf oscillator above the
+    bifurcation settles on its limit cycle of radius sqrt(a) (Kuznetsov 2004)."""
+    a = 0.04
+    net = bm.Network(bm.models.Hopf(a=a, omega=0.06))
+    assert net.n_regions == 1 and isinstance(net.coupling, bm.coupling.Uncoupled)
+    sim = bm.Simulator(net, dt=0.1, duration=1000.0, monitor=bm.monitors.Raw(), init={"x": 0.05})
+    assert not [p for p in sim.params() if p.startswith("coupling.")]
+    x = np.asarray(sim.run().signal)[-1100:, 0]  # the last 110 ms: one full period
+    assert x.max() == pytest.approx(math.sqrt(a), rel=2e-3)
+    assert x.min() == pytest.approx(-math.sqrt(a), rel=2e-3)
+    # the same oscillator as one region of a 1x1 connectome with zero weights
+    one = bm.Connectome(np.zeros((1, 1)), np.zeros((1, 1)), ("region",))
+    ref = bm.Simulator(bm.Network(bm.models.Hopf(a=a, omega=0.06), one), dt=0.1,
+                       duration=1000.0, monitor=bm.monitors.Raw(), init={"x": 0.05})  # fmt: skip
+    np.testing.assert_allclose(np.asarray(ref.run().signal)[-1100:, 0], x, rtol=1e-6, atol=1e-7)
+    with pytest.raises(ValueError, match="coupling: a single region"):
+        bm.Network(bm.models.Hopf(), coupling=bm.coupling.Linear(G=0.1))
+    with pytest.raises(ValueError, match="speed: a single region"):
+        bm.Network(bm.models.Hopf(), speed=5.0)
