@@ -225,9 +225,14 @@ def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     else:
         samples, final_state = simulate_fixed_step(sim, key, plan)
         solve_ok = True
-    time, signal = sim.monitor.finalize(sim.time, samples)
+    time, signal = sim.monitor.finalize(sim.loop_time, samples)
     skip = sim.transient_samples
     time, signal = time[skip:], signal[skip:]
+    if getattr(sim.monitor, "initial", False):  # Raw(initial=True): the state at t = 0 first
+        variable = sim.monitor.variable or sim.network.model.observable
+        first = sim.network.model.quantity(sim.init, variable).astype(signal.dtype)
+        time = jnp.concatenate([jnp.zeros(1, time.dtype), time])
+        signal = jnp.concatenate([first[None, :], signal])
     valid = _delays_in_domain(theta)
     if valid is not None:
         signal = jnp.where(valid, signal, jnp.nan)
@@ -437,9 +442,19 @@ class Simulator(eqx.Module):
         return float((self.dt * u.ms).to_decimal(self.network.model.time_unit))
 
     @property
-    def time(self) -> Float:
-        """Sample times in ms, `(n_samples,)`: `period, 2 period, ...`."""
+    def loop_time(self) -> Float:
+        """The times of the samples the simulation loop takes, ms: `period, 2 period, ...`."""
         return self.period * jnp.arange(1, self.n_samples + 1)
+
+    @property
+    def time(self) -> Float:
+        """Sample times of the signal in ms, `(n_samples,)`: `period, 2 period, ...`.
+
+        With a `Raw(initial=True)` monitor `(n_samples + 1,)`: `0, period, ...`.
+        """
+        if getattr(self.monitor, "initial", False):
+            return self.period * jnp.arange(0, self.n_samples + 1)
+        return self.loop_time
 
     @property
     def signal_shape(self) -> tuple[int, int]:
@@ -449,7 +464,8 @@ class Simulator(eqx.Module):
         number of channels (one per region, or one per sensor for EEG and MEG).
         """
         n_channels = len(self.monitor.channels(self.network))
-        return (self.n_samples - self.transient_samples, n_channels)
+        extra = 1 if getattr(self.monitor, "initial", False) else 0
+        return (self.n_samples - self.transient_samples + extra, n_channels)
 
     def history_state(self, value: Any) -> State:
         """A history value (dict or array) as an `(n_vars, n_regions)` array."""

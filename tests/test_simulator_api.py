@@ -799,3 +799,28 @@ def test_a_single_region_needs_no_connectome_and_has_no_coupling():
         bm.Network(bm.models.Hopf(), coupling=bm.coupling.Linear(G=0.1))
     with pytest.raises(ValueError, match="speed: a single region"):
         bm.Network(bm.models.Hopf(), speed=5.0)
+
+
+def test_raw_can_record_the_initial_state_at_t0():
+    """`Raw(initial=True)`: a first sample at t = 0 holding the initial state, then the
+    same samples as `Raw()`; for x' = -lam x the whole signal is x0 exp(-lam t)."""
+    lam, x0 = 0.05, np.array([1.0, -0.5])
+    conn = bm.Connectome(np.zeros((2, 2)), np.zeros((2, 2)), ("a", "b"))
+    net = bm.Network(bm.models.Linear(lam=lam), conn, coupling=bm.coupling.Linear(G=0.0))
+
+    def sim(monitor):
+        return bm.Simulator(net, dt=0.01, duration=20.0, monitor=monitor, init={"x": x0})
+
+    with_t0, plain = sim(bm.monitors.Raw(period=1.0, initial=True)), sim(bm.monitors.Raw(1.0))
+    res, ref = with_t0.run(), plain.run()
+    assert res.signal.shape == with_t0.signal_shape == (21, 2) and ref.signal.shape == (20, 2)
+    np.testing.assert_allclose(res.time, np.arange(21.0))
+    np.testing.assert_allclose(with_t0.time, res.time)
+    np.testing.assert_array_equal(res.signal[0], x0.astype(res.signal.dtype))
+    np.testing.assert_array_equal(res.signal[1:], ref.signal)
+    exact = x0[None, :] * np.exp(-lam * np.arange(21.0))[:, None]
+    np.testing.assert_allclose(res.signal, exact, rtol=1e-5)
+    with pytest.raises(ValueError, match="monitor.initial: the t = 0 sample would be discarded"):
+        bm.monitors.Raw(period=1.0, transient=5.0, initial=True)
+    with pytest.raises(ValueError, match="monitor.initial: expected True or False"):
+        bm.monitors.Raw(period=1.0, initial="yes")

@@ -100,16 +100,35 @@ class Raw(AbstractMonitor):
     - `period`: sampling period (quantity or ms); `None` records every step.
     - `variable`: the variable to record; default the model's observable.
     - `transient`: initial time (quantity or ms) whose samples are discarded.
+    - `initial`: also record the initial state, as a first sample at t = 0 (a
+      recording usually starts with one): the signal then has `n_samples + 1` rows
+      at times `0, period, 2 period, ...`. Not with a `transient`, which would
+      discard it.
     """
 
     period: float | None = eqx.field(static=True)
     variable: str | None = eqx.field(static=True)
     transient: float = eqx.field(static=True)
+    initial: bool = eqx.field(static=True)
 
-    def __init__(self, period: Any = None, variable: str | None = None, transient: Any = 0.0):
+    def __init__(
+        self,
+        period: Any = None,
+        variable: str | None = None,
+        transient: Any = 0.0,
+        initial: bool = False,
+    ):
         self.period = _period(period)
         self.variable = variable
         self.transient = _transient(transient)
+        if not isinstance(initial, bool):
+            raise ValueError(f"monitor.initial: expected True or False, got {initial!r}.")
+        if initial and self.transient > 0:
+            raise ValueError(
+                f"monitor.initial: the t = 0 sample would be discarded by the transient of "
+                f"{self.transient} ms; use one or the other."
+            )
+        self.initial = initial
 
     def sample(self, state, values, dt):
         """The last value of the period."""
