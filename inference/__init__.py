@@ -24,7 +24,9 @@ from . import (
 )
 from .bank import PriorSpace, SimulationBank, simulate_bank
 from .cohort import CohortModel
-from .map import MAPResult, laplace, map_estimate
+from .compare import compare
+from .evidence import Evidence, log_evidence
+from .map import MAPResult, Mode, laplace, map_estimate
 from .mcmc import nuts
 from .model import BayesianModel, LogDensity, predictive
 from .priors import Hierarchical
@@ -37,6 +39,10 @@ __all__ = [
     "Hierarchical",
     "LogDensity",
     "MAPResult",
+    "Evidence",
+    "log_evidence",
+    "compare",
+    "Mode",
     "NLE",
     "NPE",
     "NPEPosterior",

@@ -21,7 +21,6 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
 from typing import Any
 
 import jax
@@ -36,7 +35,7 @@ from ._checks import check_integers
 from .model import AbstractBayesianModel, LogDensity, predictive
 from .results import Posterior
 
-__all__ = ["map_estimate", "MAPResult", "laplace"]
+__all__ = ["map_estimate", "MAPResult", "Mode", "laplace"]
 
 
 @dataclass
@@ -51,11 +50,15 @@ class MAPResult:
     - `log_density`: the log joint density at the mode (unconstrained space).
     - `z`: `(d,)`, the mode in the flat unconstrained space.
     - `start_log_densities`: `(num_starts,)`, the best log density each start reached.
-    - `history`: `(steps, num_starts)`, the log density at every step of every start.
+    - `history`: `(steps run, num_starts)`, the log density at every step of every start.
     - `n_failed`: evaluations where the simulation failed (log density -inf).
     - `wall_time`: seconds (compilation included).
     - `n_failed_starts`: starts that never reached a finite log density (their
       entry of `start_log_densities` is -inf).
+    - `modes`: the separated modes the starts reached (`Mode`: where, how high, the
+      Laplace share of the posterior mass, how many starts), best first; the first
+      is the mode of `params`. More than one with a non-negligible `weight` means a
+      multimodal posterior (see `nuts`, which warns about it).
     """
 
     params: dict[str, np.ndarray]
@@ -67,6 +70,7 @@ class MAPResult:
     n_failed: int
     wall_time: float
     n_failed_starts: int = 0
+    modes: tuple[Mode, ...] = ()
     _bmodel: AbstractBayesianModel | None = field(default=None, repr=False)
     _ld: LogDensity | None = field(default=None, repr=False)
     _data: Any = field(default=None, repr=False)
@@ -100,6 +104,150 @@ class MAPResult:
         return f"MAPResult(log density {self.log_density:.4g}; " + "; ".join(parts) + ")"
 
 
+@dataclass(frozen=True)
+class Mode:
+    """One of the separated modes the starts of `map_estimate` reached.
+
+    Starts are grouped greedily from the highest log density down: a start joins
+    the first mode to which it is joined by a straight path along which the log
+    density never drops more than 1 nat below the lower end (a start that stopped
+    short on a ridge of the same hill); otherwise it founds a mode of its own.
+
+    **Attributes:**
+
+    - `params`: `{site: value}` at the mode, constrained, in canonical units.
+    - `z`: `(d,)`, the mode in the flat unconstrained space.
+    - `log_density`: the log joint density at the mode (unconstrained space).
+    - `log_mass`: the Laplace estimate of the log posterior mass around the mode,
+      `log_density + d/2 log(2 pi) - 1/2 log det(-H)`, computed when two or more modes
+      lie within `MODE_WINDOW` (50) nats of the best; NaN otherwise, and where `-H` is
+      not positive definite (a saddle, or the optimiser stopped short of the mode).
+    - `weight`: `exp(log_mass)` normalised over the modes with a finite `log_mass`
+      (0 for the others): the share of the posterior mass the mode carries under
+      the Laplace approximation; 1 for the best mode when it is the only one within
+      the window.
+    - `n_starts`: how many starts ended in the mode.
+    - `covariance`: `(d, d)`, the Laplace covariance in the unconstrained space (the
+      inverse of the negative Hessian at the mode); None where `log_mass` is NaN.
+    """
+
+    params: dict[str, np.ndarray]
+    z: np.ndarray
+    log_density: float
+    log_mass: float
+    weight: float
+    n_starts: int
+    covariance: np.ndarray | None = None
+
+    def summary(self) -> dict[str, Any]:
+        """The mode as plain numbers (JSON-friendly): `params`, `log_density`, ...."""
+        return dict(
+            params={k: np.asarray(v).tolist() for k, v in self.params.items()},
+            log_density=self.log_density,
+            log_mass=self.log_mass,
+            weight=self.weight,
+            n_starts=self.n_starts,
+        )
+
+
+# modes further below the best in log density are not examined (their Laplace mass
+# would need a volume ratio above e^50 to matter)
+MODE_WINDOW = 50.0
+MAX_MODES = 8
+# the hill-valley test: points along the segment between two end points, and the drop
+# in log density (nats) below the lower end that makes a valley between them
+VALLEY_POINTS = 7
+VALLEY = 1.0
+
+
+def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) -> tuple[Mode, ...]:
+    """The separated modes among the starts' end points `z_ends (starts, d)`, best first.
+
+    A start joins a mode when the log density along the straight segment between them
+    never drops more than `VALLEY` nats below the lower end (a "hill-valley" test: an
+    optimiser that stopped short on a ridge is on the same hill, a second mode is
+    behind a valley); end points more than `MODE_WINDOW` nats below the best are
+    grouped by distance alone. The Hessians (the Laplace masses, weights and
+    covariances) are computed only when two or more modes lie within the window: a
+    single mode has weight 1 without them (its `log_mass` is then NaN). `log_density`:
+    `(n, d) -> (n,)`, the log density at points (the compiled one of `map_estimate`);
+    by default `ld.fn_data` vmapped.
+    """
+    if log_density is None:
+        fn = jax.jit(jax.vmap(ld.fn_data, (0, None)))
+        log_density = lambda pts: np.asarray(fn(jnp.asarray(pts), data))  # noqa: E731
+    d = z_ends.shape[-1]
+    finite = np.flatnonzero(np.isfinite(lps))
+    order = finite[np.argsort(-lps[finite], kind="stable")]
+    best = float(lps[order[0]])
+    groups: list[dict[str, Any]] = []  # z, lp, n, examined
+    dtype = np.asarray(z_ends).dtype
+    t = np.linspace(0.0, 1.0, VALLEY_POINTS + 2)[1:-1, None]
+
+    def connected(g, z, lp):
+        segment = (1 - t) * g["z"][None, :] + t * z[None, :]
+        along = log_density(segment.astype(dtype))
+        return bool(np.all(np.isfinite(along))) and along.min() >= min(g["lp"], lp) - VALLEY
+
+    for i in order:
+        z, lp = np.asarray(z_ends[i], dtype=np.float64), float(lps[i])
+        examined = lp >= best - MODE_WINDOW
+        for g in groups:
+            if not (examined and g["examined"]):  # far below the best: a plain distance
+                near = np.linalg.norm(z - g["z"]) <= 0.1 * (1.0 + np.linalg.norm(g["z"]))
+                if near:
+                    break
+            elif connected(g, z, lp):
+                break
+        else:
+            if len(groups) < MAX_MODES:
+                groups.append(dict(z=z, lp=lp, n=1, examined=examined))
+            continue
+        g["n"] += 1
+    several = sum(g["examined"] for g in groups) > 1
+    precisions = []
+    for g in groups:
+        precision = None
+        if several and g["examined"]:
+            hess, _ = _hessian(bmodel, ld, jnp.asarray(g["z"], dtype), data, "auto", warn=False)
+            p = -np.asarray(hess, dtype=np.float64)
+            p = 0.5 * (p + p.T)
+            eig = np.linalg.eigvalsh(p)
+            if np.all(np.isfinite(eig)) and eig.min() > 0:
+                precision = p
+        precisions.append(precision)
+    log_mass = np.array(
+        [
+            g["lp"] + 0.5 * d * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(p)[1]
+            if p is not None
+            else np.nan
+            for g, p in zip(groups, precisions, strict=True)
+        ]
+    )
+    ok = np.isfinite(log_mass)
+    weight = np.zeros(len(groups))
+    if ok.any():
+        w = np.exp(log_mass[ok] - log_mass[ok].max())
+        weight[ok] = w / w.sum()
+    elif not several:
+        weight[0] = 1.0  # one mode within the window: all the mass (to the Laplace order)
+    return tuple(
+        Mode(
+            params={
+                k: np.asarray(v)
+                for k, v in ld.constrain(jnp.asarray(g["z"], ld.init.dtype)).items()
+            },
+            z=g["z"].astype(np.asarray(ld.init).dtype),
+            log_density=g["lp"],
+            log_mass=float(m),
+            weight=float(w),
+            n_starts=g["n"],
+            covariance=None if p is None else np.linalg.inv(p),
+        )
+        for g, m, w, p in zip(groups, log_mass, weight, precisions, strict=True)
+    )
+
+
 def map_estimate(
     bmodel: AbstractBayesianModel,
     data: Any,
@@ -112,6 +260,7 @@ def map_estimate(
     batch: bool = False,
     chunk_size: int = 50,
     progress: bool = True,
+    tol: float | None = None,
 ) -> MAPResult | list[MAPResult]:
     """The maximum a posteriori point by gradient ascent in the unconstrained space.
 
@@ -130,6 +279,10 @@ def map_estimate(
       returns a list of results, one per subject.
     - `chunk_size`: steps per compiled chunk (the progress bar moves per chunk).
     - `progress`: show a progress bar.
+    - `tol`: stop early once no start's best log density rose by more than `tol`
+      nats over the last chunk of `chunk_size` steps (every subject's, with
+      `batch=True`); None (default): run all `steps`. `nuts`'s default start uses
+      `tol=0.01`.
 
     A start whose simulation fails (log density -inf or a NaN gradient) stays
     where it was; the count of such evaluations is `n_failed`, and the starts
@@ -201,10 +354,15 @@ def map_estimate(
         while done < steps:
             n = min(int(chunk_size), int(steps) - done)
             fn = _cache.compiled(bmodel, ("map", opt_name, n, batch), lambda n=n: build(n))
+            before = np.asarray(carry[3])
             carry, lps = fn(carry, data_j)
             history.append(np.asarray(lps))
             done += n
             bar.update(n)
+            if tol is not None and done > n:  # the first chunk starts from -inf
+                rise = np.asarray(carry[3]) - before
+                if np.all(~np.isfinite(before) | (rise <= tol)):
+                    break
     finally:
         bar.close()
     z_last, _, best_z, best_lp, failed = carry
@@ -241,6 +399,7 @@ def map_estimate(
         j = int(np.argmax(np.where(np.isfinite(lps), lps, -np.inf)))
         mode = pick(best_z)[j]
         params = {k: np.asarray(v) for k, v in ld.constrain(jnp.asarray(mode)).items()}
+        data_i = jax.tree.map(pick, data_j) if batch else data_j
         results.append(
             MAPResult(
                 params=params,
@@ -252,6 +411,9 @@ def map_estimate(
                 n_failed=n_failed,
                 wall_time=wall,
                 n_failed_starts=n_bad,
+                modes=_group_modes(
+                    bmodel, ld, data_i, pick(best_z), lps, _rows(evaluate, data_j, i, batch, lead)
+                ),
                 _bmodel=bmodel,
                 _ld=ld,
                 _data=jax.tree.map(pick, data) if batch else data,
@@ -260,35 +422,67 @@ def map_estimate(
     return results if batch else results[0]
 
 
+def _rows(evaluate, data, i: int, batch: bool, lead: tuple):
+    """`(n, d) -> (n,)`: the log density of subject `i` at points.
+
+    Through the compiled `evaluate` of `map_estimate` (`lead`: its batch shape, to
+    which the points are padded), so grouping the modes compiles nothing new.
+    """
+    width = lead[-1]
+
+    def log_density(points):
+        out = []
+        for j in range(0, len(points), width):
+            rows = np.asarray(points[j : j + width])
+            pad = np.concatenate([rows, np.repeat(rows[-1:], width - len(rows), axis=0)])
+            z = np.broadcast_to(pad, (*lead, pad.shape[-1])) if batch else pad
+            lp = np.asarray(evaluate(jnp.asarray(z), data))
+            out.append((lp[i] if batch else lp)[: len(rows)])
+        return np.concatenate(out)
+
+    return log_density
+
+
 # ----------------------------------------------------------------------------- Laplace
 
 
-def _hessian(fn, z, how: str):
-    """Hessian of `fn` at `z` and how it was computed.
+def _hessian(bmodel: AbstractBayesianModel, ld: LogDensity, z, data, how: str, warn=True):
+    """The Hessian `(d, d)` of the log density at `z` given `data`, and how it was computed.
 
-    Forward-over-reverse autodiff, or central differences of the gradient when
-    forward mode is unavailable (delayed simulators with lane batching).
+    Forward-over-reverse autodiff, or central differences of the gradient when forward
+    mode is unavailable (delayed simulators with lane batching). One compiled function
+    per model and method (the data and the point are arguments): the Laplace
+    approximation and every mode of `map_estimate` share it.
     """
-    if how in ("auto", "autodiff"):
+    if how not in ("auto", "autodiff", "fd"):
+        raise ValueError(f"hessian: expected 'auto', 'autodiff' or 'fd', got {how!r}.")
+    if how in ("auto", "autodiff") and not _cache.compiled(bmodel, ("hessian-no-fwd",), list):
+        fn = _cache.compiled(
+            bmodel, ("hessian", "autodiff"), lambda: jax.jit(jax.hessian(ld.fn_data))
+        )
         try:
-            return jax.jit(jax.hessian(fn))(z), "autodiff"
+            return fn(z, data), "autodiff"
         except Exception as err:  # forward mode through a custom_vjp
             if how == "autodiff":
                 raise
-            warnings.warn(
-                f"laplace: forward-mode autodiff failed ({type(err).__name__}); using central "
-                "differences of the gradient for the Hessian.",
-                stacklevel=3,
-            )
-    elif how != "fd":
-        raise ValueError(f"hessian: expected 'auto', 'autodiff' or 'fd', got {how!r}.")
-    d = z.shape[0]
-    h = 1e-3 * jnp.maximum(1.0, jnp.abs(z))
-    eye = jnp.eye(d) * h[:, None]
-    grad = jax.vmap(jax.grad(fn))
-    g_plus, g_minus = grad(z[None, :] + eye), grad(z[None, :] - eye)
-    hess = (g_plus - g_minus) / (2 * h[:, None])
-    return 0.5 * (hess + hess.T), "fd"
+            _cache.compiled(bmodel, ("hessian-no-fwd",), list).append(type(err).__name__)
+            if warn:
+                warnings.warn(
+                    f"laplace: forward-mode autodiff failed ({type(err).__name__}); using "
+                    "central differences of the gradient for the Hessian.",
+                    stacklevel=3,
+                )
+    elif how == "autodiff":
+        raise RuntimeError("hessian='autodiff': forward mode is unavailable for this model.")
+
+    def central(z, data):
+        h = 1e-3 * jnp.maximum(1.0, jnp.abs(z))
+        eye = jnp.eye(z.shape[0]) * h[:, None]
+        grad = jax.vmap(jax.grad(ld.fn_data), (0, None))
+        hess = (grad(z[None, :] + eye, data) - grad(z[None, :] - eye, data)) / (2 * h[:, None])
+        return 0.5 * (hess + hess.T)
+
+    return _cache.compiled(bmodel, ("hessian", "fd"), lambda: jax.jit(central))(z, data), "fd"
 
 
 def _gaussian(result: MAPResult, how: str):
@@ -312,9 +506,9 @@ def _hessian_used(result: MAPResult, how: str) -> str:
 
 def _factor(result: MAPResult, how: str):
     """`(mode z, Cholesky factor of the covariance, how the Hessian was computed)`."""
-    ld = result._ld
     z = jnp.asarray(result.z)
-    hess, used = _hessian(partial(ld.fn_data, data=result._data), z, how)
+    data = jax.tree.map(jnp.asarray, result._data)
+    hess, used = _hessian(result._bmodel, result._ld, z, data, how)
     precision = -np.asarray(hess, dtype=np.float64)
     precision = 0.5 * (precision + precision.T)
     eig = np.linalg.eigvalsh(precision)

@@ -10,6 +10,7 @@ region and sensor labels as coordinates, ready for the stock ArviZ functions
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -113,6 +114,35 @@ class Posterior:
             lo, hi = np.quantile(v.reshape(-1, *v.shape[2:]), q, axis=0)
             out[k] = (lo, hi)
         return out
+
+    def select_chains(self, chains: Any) -> Posterior:
+        """The same posterior restricted to some chains (indices into the chain axis).
+
+        Samples, sampler statistics, the pointwise log-likelihood and the predictive
+        draws keep the chosen chains, in the order given; the prior groups, the data
+        and `info` are kept (`info["chains"]` lists the chains chosen). Used to check
+        the chains of one mode on their own (`nuts(..., modes="all")`).
+        """
+        idx = np.asarray(chains)
+        if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
+            raise ValueError(f"chains: expected a non-empty list of chain indices, got {chains!r}.")
+        if idx.min() < -self.n_chains or idx.max() >= self.n_chains:
+            raise ValueError(
+                f"chains: indices must lie in [0, {self.n_chains}) (this posterior has "
+                f"{self.n_chains} chains), got {idx.tolist()}."
+            )
+
+        def pick(x):
+            return None if x is None else np.asarray(x)[idx]
+
+        return dataclasses.replace(
+            self,
+            samples={k: np.asarray(v)[idx] for k, v in self.samples.items()},
+            sample_stats={k: np.asarray(v)[idx] for k, v in self.sample_stats.items()},
+            log_likelihood=pick(self.log_likelihood),
+            posterior_predictive=pick(self.posterior_predictive),
+            info=dict(self.info, chains=(idx % self.n_chains).tolist()),
+        )
 
     # ------------------------------------------------------------------ ArviZ
     def to_arviz(self) -> Any:

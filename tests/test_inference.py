@@ -6,6 +6,7 @@ with Gaussian noise. Small enough that NUTS runs in seconds, rich enough that
 lam and G are correlated in the posterior.
 """
 
+import dataclasses
 import math
 import os
 import warnings
@@ -233,13 +234,16 @@ def test_nuts_recovers_truth_and_backends_agree(posteriors):
 
 
 def test_dense_mass_matrix_same_posterior_shorter_trajectories(bmodel, data, posteriors):
-    """dense_mass=True (both backends): the posterior of the diagonal run, in fewer leapfrog
-    steps a draw (lam and G are correlated, r ~ 0.55; measured 4.2 vs 5.0 steps, NumPyro)."""
-    for backend, diagonal in posteriors.items():
-        dense = inf.nuts(
-            bmodel, data, jax.random.key(1), **NUTS_SETTINGS, backend=backend, dense_mass=True,
+    """The default metric for 2 parameters is dense (dense_mass="auto"); the diagonal one
+    (dense_mass=False, both backends) gives the same posterior in more leapfrog steps a
+    draw (lam and G are correlated, r ~ 0.55; measured 4.2 vs 5.0 steps, NumPyro)."""
+    for backend, dense in posteriors.items():
+        assert dense.info["dense_mass"] is True
+        diagonal = inf.nuts(
+            bmodel, data, jax.random.key(1), **NUTS_SETTINGS, backend=backend, dense_mass=False,
             posterior_predictive=False,
         )  # fmt: skip
+        assert diagonal.info["dense_mass"] is False
         for name in ("model.lam", "coupling.G"):
             ref, got = diagonal.samples[name].ravel(), dense.samples[name].ravel()
             assert abs(got.mean() - ref.mean()) < 0.25 * ref.std(), (backend, name)
@@ -479,19 +483,36 @@ def test_checkpoint_resume_continues_the_same_chain(
         inf.nuts(bmodel, data, jax.random.key(5), checkpoint=path, **NUTS_SETTINGS)
 
 
-def test_loo_prefers_the_true_model(posteriors, data, sim):
+def test_loo_prefers_the_true_model(posteriors, bmodel, data, sim):
     """LOO through ArviZ: a model without coupling (G fixed at 0) explains the data worse."""
     uncoupled_sim = sim.with_params({"coupling.G": 0.0})
     uncoupled = inf.BayesianModel(
         uncoupled_sim, {"model.lam": PRIORS["model.lam"]}, L.TimeSeries(sigma=SIGMA)
     )
     other = inf.nuts(uncoupled, data, jax.random.key(2), **NUTS_SETTINGS)
-    comparison = az.compare(
-        {"coupled": posteriors["numpyro"].to_arviz(), "uncoupled": other.to_arviz()}
-    )
+    fits = {"coupled": posteriors["numpyro"], "uncoupled": other}
+    comparison = az.compare({k: v.to_arviz() for k, v in fits.items()})
     assert comparison.index[0] == "coupled"
     diff = comparison.loc["uncoupled", "elpd_diff"]  # ArviZ 1.x: negative for the worse model
     assert abs(diff) > 4 * comparison.loc["uncoupled", "dse"], comparison
+    # inference.compare: the same table, and the evidence (bridge sampling) beside it
+    evidence = {
+        "coupled": inf.log_evidence(bmodel, data, fits["coupled"], jax.random.key(3)),
+        "uncoupled": inf.log_evidence(uncoupled, data, other, jax.random.key(3)),
+    }
+    with pytest.warns(UserWarning, match="run along a time axis"):
+        table = inf.compare(fits, evidence=evidence)
+    np.testing.assert_allclose(table.loc[list(comparison.index), "elpd"], comparison["elpd"])
+    assert table.index[0] == "coupled" and table["p_model"].sum() == pytest.approx(1.0)
+    log_bf = evidence["coupled"].log_z - evidence["uncoupled"].log_z
+    assert log_bf > 10 and table.loc["coupled", "p_model"] > 0.999, (log_bf, table)
+    with pytest.raises(ValueError, match="an Evidence for every model"):
+        inf.compare(fits, evidence={"coupled": evidence["coupled"]})
+    with pytest.raises(ValueError, match="at least two"):
+        inf.compare({"coupled": fits["coupled"]})
+    with pytest.raises(ValueError, match="fitted to other data"):
+        shifted = dataclasses.replace(other, observed=np.asarray(other.observed) + 1.0)
+        inf.compare({"coupled": fits["coupled"], "shifted": shifted})
 
 
 def test_cohort_model_recovers_group_and_subjects(sim, truth):

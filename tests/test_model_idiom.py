@@ -272,6 +272,9 @@ def test_the_cache_dies_with_its_owner(sim):
 NOT_MODULES = {
     "LogDensity",  # a NamedTuple of functions, made by a model
     "MAPResult",
+    "Mode",  # one mode of a MAPResult
+    "Stacking",
+    "Evidence",
     "Posterior",
     "SimulationBank",
     "SignalSpec",  # a frozen dataclass: a simulator's signal geometry

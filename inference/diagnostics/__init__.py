@@ -20,6 +20,9 @@ flattened over chains and draws) alike.
 - `convergence` / `Convergence`: R-hat, bulk and tail ESS, divergences and E-BFMI of
   MCMC draws, each failing parameter named (`nuts` runs it on every posterior and
   warns with a `ConvergenceWarning`).
+- `stack_chains` / `Stacking` / `stacking_weights`: chains stuck in separated modes
+  weighed by their leave-one-out predictive performance (Yao, Vehtari & Gelman 2022),
+  instead of pooled with a mixed R-hat.
 
     samples = post.samples["coupling.G"].reshape(-1)       # one site of a NUTS run
     res_sbc, res_tarp = calibrate(key, prior_sample, simulate, posterior_samples, 500)
@@ -29,18 +32,26 @@ flattened over chains and draws) alike.
 from ._calibrate import calibrate as calibrate
 from ._convergence import Convergence as Convergence
 from ._convergence import ConvergenceWarning as ConvergenceWarning
+from ._convergence import MultimodalWarning as MultimodalWarning
 from ._convergence import convergence as convergence
 from ._ppc import PPCResult as PPCResult
 from ._ppc import ppc as ppc
 from ._sbc import SBCResult as SBCResult
 from ._sbc import sbc as sbc
 from ._sbc import sbc_ranks as sbc_ranks
+from ._stacking import Stacking as Stacking
+from ._stacking import stack_chains as stack_chains
+from ._stacking import stacking_weights as stacking_weights
 from ._tarp import TARPResult as TARPResult
 from ._tarp import tarp as tarp
 
 __all__ = [
     "Convergence",
     "ConvergenceWarning",
+    "MultimodalWarning",
+    "Stacking",
+    "stack_chains",
+    "stacking_weights",
     "PPCResult",
     "SBCResult",
     "TARPResult",

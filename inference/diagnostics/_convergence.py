@@ -35,6 +35,10 @@ class ConvergenceWarning(UserWarning):
     """MCMC draws that fail a convergence check (R-hat, ESS, divergences, E-BFMI)."""
 
 
+class MultimodalWarning(ConvergenceWarning):
+    """A posterior with separated modes that the chains do not all explore."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Convergence:
     """The convergence checks of one posterior's draws.
@@ -127,8 +131,8 @@ def convergence(
     if high:
         problems.append(
             f"R-hat above {rhat_max} for {_listed(high, '.3f', True)}: the chains disagree (a "
-            "chain in another mode, or too little warmup); start from the MAP "
-            "(init='map') or run longer"
+            "chain in another mode, or too little warmup); run longer, or give the MAP more "
+            "starts (init=map_estimate(..., num_starts=32)) to find the modes"
         )
     need = ess_per_chain * n_chains
     for label, ess in (("bulk", ess_bulk), ("tail", ess_tail)):

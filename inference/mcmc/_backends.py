@@ -33,13 +33,14 @@ class _NumPyroSampler:
         )
         self._key = ("numpyro", _compile_key(settings))
 
-    def init(self, inits, key, data, lanes):
+    def init(self, inits, key, data, lanes, metric=None):
         s, init_kernel = self.settings, self.init_kernel  # not self: it holds the model
 
-        def one(z0, k, data):
+        def one(z0, k, imm, data):
             return init_kernel(
                 z0,
                 s["num_warmup"],
+                inverse_mass_matrix=imm,
                 target_accept_prob=s["target_accept"],
                 max_tree_depth=s["max_tree_depth"],
                 dense_mass=s["dense_mass"],
@@ -47,7 +48,8 @@ class _NumPyroSampler:
                 rng_key=k,
             )
 
-        return _init_lanes(self.bmodel, self._key, one, inits, key, data, lanes)
+        imm = _inverse_mass(inits, metric, s["dense_mass"])
+        return _init_lanes(self.bmodel, self._key, one, inits, key, imm, data, lanes)
 
     def run(self, state, data, n, done, lanes):
         sample_kernel = self.sample_kernel
@@ -72,18 +74,18 @@ class _BlackJAXSampler:
         self.bmodel, self.ld, self.settings = bmodel, ld, settings
         self._key = ("blackjax", _compile_key(settings))
 
-    def init(self, inits, key, data, lanes):
+    def init(self, inits, key, data, lanes, metric=None):
         import blackjax
 
-        fn_data, dense = self.ld.fn_data, self.settings["dense_mass"]
+        fn_data = self.ld.fn_data
 
-        def one(z0, k, data):
+        def one(z0, k, imm, data):
             state = blackjax.nuts.init(z0, partial(fn_data, data=data))
-            inverse_mass = jnp.eye(z0.shape[-1], dtype=z0.dtype) if dense else jnp.ones_like(z0)
-            params = {"step_size": jnp.asarray(0.1), "inverse_mass_matrix": inverse_mass}
+            params = {"step_size": jnp.asarray(0.1), "inverse_mass_matrix": imm}
             return {"state": state, "params": params, "key": k}
 
-        return _init_lanes(self.bmodel, self._key, one, inits, key, data, lanes)
+        imm = _inverse_mass(inits, metric, self.settings["dense_mass"])
+        return _init_lanes(self.bmodel, self._key, one, inits, key, imm, data, lanes)
 
     def warmup(self, carry, data, lanes):
         import blackjax
@@ -95,6 +97,7 @@ class _BlackJAXSampler:
             algo = blackjax.window_adaptation(
                 blackjax.nuts,
                 partial(fn_data, data=data),
+                initial_inverse_mass_matrix=c["params"]["inverse_mass_matrix"],
                 target_acceptance_rate=s["target_accept"],
                 adaptation_info_fn=get_filter_adapt_info_fn(),
                 is_mass_matrix_diagonal=not s["dense_mass"],
@@ -137,19 +140,34 @@ class _BlackJAXSampler:
         return _run_chunk(self.bmodel, self._key, step, lanes, n, carry, data)
 
 
-def _init_lanes(bmodel, key: tuple, one, inits, rng, data, lanes):
-    """Both backends' init: `one(z0, key data, data)` over the chains' lanes, compiled once.
+def _init_lanes(bmodel, key: tuple, one, inits, rng, imm, data, lanes):
+    """Both backends' init: `one(z0, key data, imm, data)` over the chains' lanes, compiled once.
 
     The compiled function is cached on the model (`inference._cache`) under the
-    backend's key; each lane gets its own key split from `rng`.
+    backend's key; each lane gets its own key split from `rng` and its own initial
+    inverse mass matrix from `imm` (`([subjects,] chains, d[, d])`).
     """
     fn = _cache.compiled(
         bmodel,
         key + ("init", lanes.subjects is None),
-        lambda: jax.jit(lanes.map(one, (0, 0, None), data_axis=2)),
+        lambda: jax.jit(lanes.map(one, (0, 0, 0, None), data_axis=3)),
     )
     keys = jax.random.split(_typed(rng), inits.shape[:-1])
-    return fn(inits, jax.random.key_data(keys), data)
+    return fn(inits, jax.random.key_data(keys), imm, data)
+
+
+def _inverse_mass(inits, metric, dense: bool):
+    """The initial inverse mass matrix of every lane, `([subjects,] chains, d[, d])`.
+
+    `metric` is `None` (the identity: the backends' own default) or a covariance in the
+    unconstrained space per lane, `([subjects,] chains, d, d)`; a diagonal mass matrix
+    takes its diagonal.
+    """
+    d = inits.shape[-1]
+    if metric is None:
+        metric = jnp.broadcast_to(jnp.eye(d, dtype=inits.dtype), (*inits.shape, d))
+    metric = jnp.asarray(metric, inits.dtype)
+    return metric if dense else jnp.diagonal(metric, axis1=-2, axis2=-1)
 
 
 def _run_chunk(bmodel, key: tuple, step, lanes, n: int, carry, data):
@@ -174,8 +192,8 @@ def _run_chunk(bmodel, key: tuple, step, lanes, n: int, carry, data):
 
 
 def _compile_key(settings: dict) -> tuple:
-    """The settings a compiled sampler depends on (not the number of draws)."""
-    return tuple(sorted((k, v) for k, v in settings.items() if k != "num_samples"))
+    """The settings a compiled sampler depends on (not the number of draws, nor `modes`)."""
+    return tuple(sorted((k, v) for k, v in settings.items() if k not in ("num_samples", "modes")))
 
 
 def _draws_last(x, trailing: int):

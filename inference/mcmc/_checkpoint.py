@@ -107,8 +107,12 @@ class _Checkpoint:
             stats.append({n: arrays[f"stat_{n}"] for n in names})
         return state, int(record.header["done"]), draws, stats
 
-    def save(self, fingerprint, state, done, draws, stats, warmup_divergent=0):
-        """Write the state and everything drawn so far (atomically: the old file or the new)."""
+    def save(self, fingerprint, state, done, draws, stats, warmup_divergent=0, init=None):
+        """Write the state and everything drawn so far (atomically: the old file or the new).
+
+        `init`: how the chains started (`nuts`'s `info["init"]` records, one per
+        subject), kept so that a resumed run reports it too.
+        """
         arrays = storage.tree_arrays(state, prefix="state")
         names = list(stats[0]) if stats else []
         if draws:
@@ -116,4 +120,6 @@ class _Checkpoint:
             for n in names:
                 arrays[f"stat_{n}"] = np.concatenate([s[n] for s in stats], axis=-1)
         header = {"done": int(done), "warmup_divergent": int(warmup_divergent), "stats": names}
+        if init is not None:
+            header["init"] = init
         storage.save(self.path, _KIND, arrays, fingerprint=fingerprint, header=header)

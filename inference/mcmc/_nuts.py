@@ -16,13 +16,14 @@ from brainmass.progress import progress_bar
 
 from .. import _cache
 from .._checks import check_integers
-from ..diagnostics._convergence import ConvergenceWarning, convergence
+from ..diagnostics._convergence import ConvergenceWarning, MultimodalWarning, convergence
 from ..model import AbstractBayesianModel, predictive
+from ..priors import Hierarchical
 from ..results import Posterior
 from ._backends import _BlackJAXSampler, _NumPyroSampler
 from ._checkpoint import _Checkpoint, _fingerprint
 from ._lanes import _Lanes
-from ._starts import _initial_points
+from ._starts import MODE_WEIGHT, _initial_points
 
 BACKENDS = ("numpyro", "blackjax")
 
@@ -36,10 +37,11 @@ def nuts(
     num_chains: int = 4,
     *,
     backend: str = "numpyro",
-    init: Any = None,
+    init: Any = "map",
+    modes: str = "best",
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
-    dense_mass: bool = False,
+    dense_mass: bool | str = "auto",
     batch: bool = False,
     chunk_size: int = 100,
     checkpoint: str | os.PathLike | None = None,
@@ -60,19 +62,40 @@ def nuts(
     - `num_chains`: chains, run as one vectorised batch.
     - `backend`: `"numpyro"` (NumPyro's NUTS kernel and adaptation) or
       `"blackjax"` (BlackJAX's `nuts` after `window_adaptation`).
-    - `init`: where chains start: None (around the priors' medians, jittered
-      per chain, points with a failed simulation skipped), `"map"` (draws from
-      the Laplace approximation at the MAP, see `inference.map_estimate`), a
-      `MAPResult` (the same, from a MAP already computed), or `{site: value}`
-      constrained values of the latent sites (every chain starts there,
-      jittered slightly).
+    - `init`: where chains start. `"map"` (default): a multi-start MAP
+      (`inference.map_estimate` from the priors' medians and 7 prior draws, one
+      vmapped optimiser, at most 500 steps, stopped once no start gains 0.01
+      nats in 50 steps), its end points grouped into separated modes
+      (`MAPResult.modes`); every chain starts at the best mode, jittered by a
+      draw from its Laplace approximation. A `MAPResult` (or a list, one per
+      subject, with `batch=True`): the same from a MAP already computed (more
+      starts: `map_estimate(..., num_starts=32)`). `"prior"`: around the
+      priors' medians, jittered per chain (points with a failed simulation
+      skipped); no optimisation. `{site: value}`: constrained values of the
+      latent sites (every chain starts there, jittered slightly). None is
+      `"map"`.
+    - `modes`: with a MAP start, which modes the chains start in: `"best"` (default;
+      every chain) or `"all"`: chain `c` in the `c % k`-th of the `k` modes that carry
+      at least 1 % of the Laplace mass (best first), with that mode's Laplace metric.
+      Chains in separated modes do not mix, so R-hat over all chains means nothing:
+      the convergence checks run over each mode's chains on their own, and
+      `inference.diagnostics.stack_chains(post)` weighs the modes by their
+      leave-one-out predictive performance (Yao, Vehtari & Gelman 2022) and returns
+      the stacked posterior. `info["init"]["chain_modes"]` records each chain's mode.
     - `target_accept`: target mean acceptance probability of the adaptation.
     - `max_tree_depth`: at most `2**max_tree_depth - 1` leapfrog steps a draw.
     - `dense_mass`: adapt a dense mass matrix (the posterior's covariance in the
       unconstrained space) instead of a diagonal one: far shorter trajectories
       when parameters trade off (neural-mass gains and rates, coupling), at
-      `O(d^2)` memory and an `O(d^3)` factorisation per adaptation window;
-      worth it up to a few hundred parameters.
+      `O(d^2)` memory and an `O(d^3)` factorisation per adaptation window.
+      `"auto"` (default): dense up to `DENSE_MAX = 50` parameters (beyond that the
+      warmup's windows hold too few draws to estimate `d^2` entries), diagonal above
+      and for hierarchical models (a `Hierarchical` prior: the funnel between a
+      group scale and its members changes shape along the chain; measured 15
+      leapfrog steps a draw dense against 7 diagonal on a cohort).
+      Either way, with a MAP start the metric starts from the Laplace covariance at
+      the mode (the inverse of the observed Fisher information; its diagonal for a
+      diagonal metric) and is then adapted as usual.
     - `batch`: `data` holds several datasets on its first axis; they are
       sampled at once (one vmapped sampler) and a list of posteriors returned.
     - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
@@ -97,6 +120,13 @@ def nuts(
     `n_steps` (leapfrog steps), `tree_depth`, `step_size`, `acceptance_rate`, `lp`
     (the log density) and `energy` (the Hamiltonian: `az.bfmi`, `az.plot_energy`).
 
+    **Several modes:** when a mode other than the best carries at least 1 % of the
+    posterior mass under the Laplace approximation, a `MultimodalWarning` says so:
+    the chains explore the best mode only, and the mass elsewhere is missing from
+    the draws (`modes="all"` samples every mode). `info["init"]` records the start
+    (`method`; `modes`: every mode's parameters, log density, Laplace mass and weight;
+    `chain_modes`: the mode each chain started in; `map_steps`: the optimiser's steps).
+
     **Convergence:** the draws are checked (`inference.diagnostics.convergence`:
     R-hat <= 1.01, bulk and tail ESS >= 100 per chain, no divergent transition after
     warmup, E-BFMI >= 0.3 per chain); each failed check is listed in
@@ -112,6 +142,8 @@ def nuts(
         ("chunk_size", chunk_size, 1),
         ("max_tree_depth", max_tree_depth, 1),
     )
+    if modes not in ("best", "all"):
+        raise ValueError(f"modes: expected 'best' or 'all', got {modes!r}.")
     if not 0 < target_accept < 1:
         raise ValueError(f"target_accept: expected a probability in (0, 1), got {target_accept}.")
     if not isinstance(bmodel, AbstractBayesianModel):
@@ -130,7 +162,8 @@ def nuts(
         num_chains=int(num_chains),
         target_accept=float(target_accept),
         max_tree_depth=int(max_tree_depth),
-        dense_mass=bool(dense_mass),
+        dense_mass=_dense(dense_mass, ld.size, bmodel),
+        modes=modes,
     )
     data_j = jax.tree.map(jnp.asarray, data)
     store = None if checkpoint is None else _Checkpoint(Path(checkpoint))
@@ -140,8 +173,13 @@ def nuts(
     lanes = _Lanes(subjects if batch else None)
 
     if saved is None:
-        inits = _initial_points(bmodel, data_j, ld, init, k_init, num_chains, lanes)
-        state, done, draws, stats = sampler.init(inits, k_run, data_j, lanes), 0, [], []
+        inits, starts_info, metric = _initial_points(
+            bmodel, data_j, ld, init, k_init, num_chains, lanes, modes
+        )
+        if modes == "best":
+            _warn_multimodal(starts_info, batch)
+        state = sampler.init(inits, k_run, data_j, lanes, metric)
+        done, draws, stats = 0, [], []
     else:
         # the saved state's skeleton: the state a fresh start builds. NumPyro's kernel
         # functions keep their adaptation schedule in closures that its init sets, so it
@@ -154,6 +192,8 @@ def nuts(
             spec = jax.eval_shape(lambda: sampler.init(starts, k_run, data_j, lanes))
             like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
         state, done, draws, stats = store.restore(saved, like)
+        unknown = dict(method="checkpoint", modes=[], chain_modes=[])
+        starts_info = saved.header.get("init") or [unknown] * (subjects if batch else 1)
     total = int(num_warmup) + int(num_samples)
     label = f"NUTS ({backend}{', ' + str(subjects) + ' subjects' if batch else ''})"
     bar = progress_bar(total=total, desc=label, unit="it", disable=not progress)
@@ -185,7 +225,15 @@ def nuts(
             done += n
             bar.update(n)
             if store is not None:
-                store.save(fingerprint, jax.device_get(state), done, draws, stats, warmup_divergent)
+                store.save(
+                    fingerprint,
+                    jax.device_get(state),
+                    done,
+                    draws,
+                    stats,
+                    warmup_divergent,
+                    init=starts_info,
+                )
     except KeyboardInterrupt:
         interrupted = True
         warnings.warn(
@@ -227,6 +275,7 @@ def nuts(
             n_divergent_warmup=warmup_divergent if backend == "numpyro" else None,
             interrupted=interrupted,
             resumed=saved is not None,
+            init=starts_info[i],
         )
         if batch:
             info.update(subject=i, subjects=subjects)
@@ -250,16 +299,75 @@ def nuts(
     return posts if batch else posts[0]
 
 
+# the largest parameter count that gets a dense mass matrix with dense_mass="auto"
+DENSE_MAX = 50
+
+
+def _dense(dense_mass: bool | str, d: int, bmodel: Any = None) -> bool:
+    """Resolve `dense_mass` (True, False or "auto") for `d` parameters of `bmodel`.
+
+    "auto": dense up to `DENSE_MAX` parameters, unless the model is hierarchical (a
+    `Hierarchical` prior: a group scale and its members form a funnel whose shape
+    changes along the chain, which no single dense matrix fits; measured on the
+    hierarchical-cohort notebook, 15 leapfrog steps a draw dense against 7 diagonal).
+    """
+    if isinstance(dense_mass, str):
+        if dense_mass != "auto":
+            raise ValueError(f"dense_mass: expected True, False or 'auto', got {dense_mass!r}.")
+        hierarchical = bmodel is not None and any(
+            isinstance(p, Hierarchical) for p in bmodel.priors.values()
+        )
+        return d <= DENSE_MAX and not hierarchical
+    if not isinstance(dense_mass, (bool, np.bool_)):
+        raise ValueError(f"dense_mass: expected True, False or 'auto', got {dense_mass!r}.")
+    return bool(dense_mass)
+
+
+def _warn_multimodal(starts_info: list[dict], batch: bool) -> None:
+    """One `MultimodalWarning` when a mode besides the best carries non-negligible mass."""
+    lines = []
+    for i, record in enumerate(starts_info):
+        modes = record["modes"]
+        others = [m for m in modes[1:] if m["weight"] >= MODE_WEIGHT]
+        if not others:
+            continue
+        where = f"subject {i}: " if batch else ""
+        shown = "; ".join(
+            ", ".join(f"{k}={np.asarray(v).ravel()[0]:.4g}" for k, v in m["params"].items())
+            + f" (weight {m['weight']:.2f})"
+            for m in modes[: 1 + len(others)]
+        )
+        lines.append(f"{where}{1 + len(others)} modes carry mass: {shown}")
+    if lines:
+        warnings.warn(
+            "nuts: the posterior is multimodal (Laplace weights of the MAP's modes; "
+            "info['init']['modes']); the chains start at the best mode only, so the mass "
+            "of the others is missing from the draws (nuts(..., modes='all') samples every "
+            "mode; inference.diagnostics.stack_chains weighs them):\n  - " + "\n  - ".join(lines),
+            MultimodalWarning,
+            stacklevel=3,
+        )
+
+
 def _check_convergence(posts: list[Posterior], batch: bool) -> None:
     """Record each posterior's failed convergence checks in `info` and warn about them.
 
     `info["convergence"]` is the list of problems (`inference.diagnostics.convergence`:
-    R-hat, bulk/tail ESS, divergences, E-BFMI), empty when every check passes. One
+    R-hat, bulk/tail ESS, divergences, E-BFMI), empty when every check passes; chains
+    started in different modes (`modes="all"`) are checked mode by mode. One
     `ConvergenceWarning` names the failing parameters (and subjects, with `batch=True`).
     """
     lines = []
     for i, post in enumerate(posts):
-        problems = list(convergence(post).problems)
+        chain_modes = post.info.get("init", {}).get("chain_modes") or []
+        if len(set(chain_modes)) > 1:  # chains in separated modes: each mode on its own
+            problems = []
+            for m in sorted(set(chain_modes)):
+                group = [c for c, cm in enumerate(chain_modes) if cm == m]
+                sub = convergence(post.select_chains(group)).problems
+                problems += [f"mode {m} (chains {group}): {p}" for p in sub]
+        else:
+            problems = list(convergence(post).problems)
         post.info["convergence"] = problems
         lines += [f"subject {i}: {p}" if batch else p for p in problems]
     if lines:
