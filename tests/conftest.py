@@ -61,6 +61,7 @@ SINGLE_WORKER_MODULES = (
     "test_calibration.py",  # the grid posteriors of 80 datasets, ~28 s
     "test_sbi.py",  # a trained NPE, ~9 s
     "test_persistence_sbi.py",  # trained NPE and NLE, ~4 s
+    "test_starts.py",  # the Hopf network's MAP, Hessian and samplers, ~15 s to compile
 )
 
 if importlib.util.find_spec("xdist") is not None:

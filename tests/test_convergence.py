@@ -121,13 +121,13 @@ def test_nuts_records_energy_and_warns_about_too_few_draws(backend):
     bmodel, data = _model()
     with pytest.warns(ConvergenceWarning, match=r"bulk ESS below 200 .* 'model\.lam'"):
         short = inf.nuts(bmodel, data, jax.random.key(0), num_warmup=30, num_samples=8,
-                         num_chains=2, backend=backend, progress=False,
+                         num_chains=2, backend=backend, progress=False, init="prior",
                          posterior_predictive=False)  # fmt: skip
     assert any("ESS" in p for p in short.info["convergence"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         post = inf.nuts(bmodel, data, jax.random.key(1), num_warmup=300, num_samples=600,
-                        num_chains=2, backend=backend, progress=False,
+                        num_chains=2, backend=backend, progress=False, init="prior",
                         posterior_predictive=False)  # fmt: skip
     energy, lp = post.sample_stats["energy"], post.sample_stats["lp"]
     assert energy.shape == lp.shape == (2, 600) and np.all(np.isfinite(energy))
@@ -150,9 +150,10 @@ def test_prior_and_prior_predictive_groups_on_request(tmp_path):
         warnings.simplefilter("ignore", ConvergenceWarning)
         post = inf.nuts(bmodel, data, jax.random.key(0), num_warmup=20, num_samples=20,
                         num_chains=1, progress=False, posterior_predictive=False,
-                        prior_draws=400)  # fmt: skip
+                        prior_draws=400, init="prior")  # fmt: skip
         plain = inf.nuts(bmodel, data, jax.random.key(0), num_warmup=20, num_samples=20,
-                         num_chains=1, progress=False, posterior_predictive=False)  # fmt: skip
+                         num_chains=1, progress=False, posterior_predictive=False,
+                         init="prior")  # fmt: skip
     # asking for the prior changes nothing in the posterior draws
     for k, v in post.samples.items():
         np.testing.assert_array_equal(v, plain.samples[k])

@@ -41,7 +41,10 @@ COHORT_PRIORS = {
     ),
     "coupling.G": dist.Uniform(0.0, 0.2),
 }
-TINY_NUTS = dict(num_warmup=5, num_samples=5, num_chains=1, chunk_size=10, progress=False)
+# the start is not under test here (tests/test_starts.py): the priors' medians skip the MAP
+TINY_NUTS = dict(
+    num_warmup=5, num_samples=5, num_chains=1, chunk_size=10, progress=False, init="prior"
+)
 TINY_MAP = dict(num_starts=2, steps=5, chunk_size=5, progress=False)
 
 # the interface the samplers use (map.py, mcmc.py, model.predictive)
@@ -196,7 +199,7 @@ def test_samplers_add_nothing_to_the_model_or_the_map_result(sim):
     after_map = _snapshot(mode)
     post = mode.laplace(jax.random.key(1), 20)
     mode.laplace_points(jax.random.key(2), 3)
-    inf.nuts(bmodel, data, jax.random.key(3), init=mode, **TINY_NUTS)
+    inf.nuts(bmodel, data, jax.random.key(3), **{**TINY_NUTS, "init": mode})
     assert _snapshot(mode) == after_map
     assert _snapshot(bmodel) == before
     assert post.info["hessian"] in ("autodiff", "fd")
@@ -229,10 +232,11 @@ def test_compiled_samplers_are_reused_across_datasets(sim):
     bmodel, traces = _counting_model(sim)
     data_1, data_2 = _data(sim, 0, lam=0.03), _data(sim, 1, lam=0.08)
 
-    post_1 = inf.nuts(bmodel, data_1, jax.random.key(0), **TINY_NUTS)
+    default = {**TINY_NUTS, "init": "map"}  # the default start compiles nothing new either
+    post_1 = inf.nuts(bmodel, data_1, jax.random.key(0), **default)
     first = traces["n"]
     assert first > 0
-    post_2 = inf.nuts(bmodel, data_2, jax.random.key(0), **TINY_NUTS)
+    post_2 = inf.nuts(bmodel, data_2, jax.random.key(0), **default)
     assert traces["n"] == first  # no new trace: every compiled function was reused
     # ...and it used the new data: the same key gives other draws
     assert not np.allclose(post_1.samples["model.lam"], post_2.samples["model.lam"])
@@ -245,7 +249,7 @@ def test_compiled_samplers_are_reused_across_datasets(sim):
 
     _cache.clear(bmodel)  # as in a new process: the counter sees the compilation again
     assert _cache.names(bmodel) == []
-    inf.nuts(bmodel, data_2, jax.random.key(0), **TINY_NUTS)
+    inf.nuts(bmodel, data_2, jax.random.key(0), **default)
     assert traces["n"] > after_map
 
 
@@ -254,7 +258,7 @@ def test_the_cache_dies_with_its_owner(sim):
     bmodel = inf.BayesianModel(sim, PRIORS, L.TimeSeries(sigma=SIGMA))
     data = _data(sim, 0)
     mode = inf.map_estimate(bmodel, data, jax.random.key(0), **TINY_MAP)
-    inf.nuts(bmodel, data, jax.random.key(1), init=mode, **TINY_NUTS)
+    inf.nuts(bmodel, data, jax.random.key(1), **{**TINY_NUTS, "init": mode})
     assert _cache.names(bmodel) and _cache.names(mode)
     n_tables = len(_cache._tables)
     model_ref, mode_ref = weakref.ref(bmodel), weakref.ref(mode)
