@@ -360,7 +360,8 @@ def map_estimate(
             done += n
             bar.update(n)
             if tol is not None and done > n:  # the first chunk starts from -inf
-                rise = np.asarray(carry[3]) - before
+                with np.errstate(invalid="ignore"):  # -inf - -inf: a failed start
+                    rise = np.asarray(carry[3]) - before
                 if np.all(~np.isfinite(before) | (rise <= tol)):
                     break
     finally:
