@@ -228,7 +228,7 @@ def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     time, signal = sim.monitor.finalize(sim.loop_time, samples)
     skip = sim.transient_samples
     time, signal = time[skip:], signal[skip:]
-    if getattr(sim.monitor, "initial", False):  # Raw(initial=True): the state at t = 0 first
+    if sim.records_initial:  # Raw(initial=True): the state at t = 0 first
         variable = sim.monitor.variable or sim.network.model.observable
         first = sim.network.model.quantity(sim.init, variable).astype(signal.dtype)
         time = jnp.concatenate([jnp.zeros(1, time.dtype), time])
@@ -452,9 +452,14 @@ class Simulator(eqx.Module):
 
         With a `Raw(initial=True)` monitor `(n_samples + 1,)`: `0, period, ...`.
         """
-        if getattr(self.monitor, "initial", False):
+        if self.records_initial:
             return self.period * jnp.arange(0, self.n_samples + 1)
         return self.loop_time
+
+    @property
+    def records_initial(self) -> bool:
+        """Whether the signal starts with the initial state at t = 0 (`Raw(initial=True)`)."""
+        return bool(getattr(self.monitor, "initial", False))
 
     @property
     def signal_shape(self) -> tuple[int, int]:
@@ -464,7 +469,7 @@ class Simulator(eqx.Module):
         number of channels (one per region, or one per sensor for EEG and MEG).
         """
         n_channels = len(self.monitor.channels(self.network))
-        extra = 1 if getattr(self.monitor, "initial", False) else 0
+        extra = 1 if self.records_initial else 0
         return (self.n_samples - self.transient_samples + extra, n_channels)
 
     def history_state(self, value: Any) -> State:

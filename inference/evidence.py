@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from scipy.special import logsumexp
+from scipy.stats import multivariate_normal
 
 from . import _cache
 from .model import AbstractBayesianModel
@@ -91,18 +92,17 @@ def log_evidence(
     if isinstance(posterior, MAPResult):
         masses = [m.log_mass for m in posterior.modes if np.isfinite(m.log_mass)]
         if not masses:  # one mode (its mass was not needed for the weights), or none
-            from .map import _gaussian
+            from .map import _gaussian, _laplace_log_mass
 
             try:
-                z, chol = _gaussian(posterior, "auto")
+                _, chol = _gaussian(posterior, "auto")
             except RuntimeError as err:
                 raise ValueError(
                     "posterior: the negative Hessian at this MAPResult's mode is not "
                     f"positive definite; the Laplace evidence needs one ({err})"
                 ) from None
-            half_logdet = float(np.sum(np.log(np.abs(np.diag(np.asarray(chol, np.float64))))))
-            d = int(np.size(z))
-            masses = [posterior.log_density + 0.5 * d * math.log(2 * math.pi) + half_logdet]
+            chol = np.asarray(chol, np.float64)
+            masses = [_laplace_log_mass(posterior.log_density, chol @ chol.T)]
         return Evidence(float(logsumexp(masses)), math.nan, "laplace", {"n_modes": len(masses)})
     if not isinstance(posterior, Posterior):
         raise ValueError(f"posterior: expected a Posterior or a MAPResult, got {posterior!r}.")
@@ -138,12 +138,7 @@ def log_evidence(
     proposal = mean[None, :] + eps @ chol.T
 
     def log_g(x):
-        u = np.linalg.solve(chol, (x - mean).T).T
-        return (
-            -0.5 * np.sum(u**2, axis=1)
-            - np.sum(np.log(np.diag(chol)))
-            - 0.5 * d * math.log(2 * math.pi)
-        )
+        return multivariate_normal(mean, chol @ chol.T, allow_singular=True).logpdf(x)
 
     evaluate = _cache.compiled(
         bmodel, ("evidence_lp",), lambda: jax.jit(jax.vmap(ld.fn_data, (0, None)))

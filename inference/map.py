@@ -176,7 +176,6 @@ def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) ->
     if log_density is None:
         fn = jax.jit(jax.vmap(ld.fn_data, (0, None)))
         log_density = lambda pts: np.asarray(fn(jnp.asarray(pts), data))  # noqa: E731
-    d = z_ends.shape[-1]
     finite = np.flatnonzero(np.isfinite(lps))
     order = finite[np.argsort(-lps[finite], kind="stable")]
     best = float(lps[order[0]])
@@ -205,23 +204,18 @@ def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) ->
             continue
         g["n"] += 1
     several = sum(g["examined"] for g in groups) > 1
-    precisions = []
+    covariances = []
     for g in groups:
-        precision = None
+        cov = None
         if several and g["examined"]:
             hess, _ = _hessian(bmodel, ld, jnp.asarray(g["z"], dtype), data, "auto", warn=False)
-            p = -np.asarray(hess, dtype=np.float64)
-            p = 0.5 * (p + p.T)
-            eig = np.linalg.eigvalsh(p)
-            if np.all(np.isfinite(eig)) and eig.min() > 0:
-                precision = p
-        precisions.append(precision)
+            precision, lowest = _precision(hess)
+            cov = np.linalg.inv(precision) if lowest > 0 else None
+        covariances.append(cov)
     log_mass = np.array(
         [
-            g["lp"] + 0.5 * d * np.log(2 * np.pi) - 0.5 * np.linalg.slogdet(p)[1]
-            if p is not None
-            else np.nan
-            for g, p in zip(groups, precisions, strict=True)
+            _laplace_log_mass(g["lp"], c) if c is not None else np.nan
+            for g, c in zip(groups, covariances, strict=True)
         ]
     )
     ok = np.isfinite(log_mass)
@@ -242,9 +236,9 @@ def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) ->
             log_mass=float(m),
             weight=float(w),
             n_starts=g["n"],
-            covariance=None if p is None else np.linalg.inv(p),
+            covariance=c,
         )
-        for g, m, w, p in zip(groups, log_mass, weight, precisions, strict=True)
+        for g, m, w, c in zip(groups, log_mass, weight, covariances, strict=True)
     )
 
 
@@ -457,7 +451,7 @@ def _hessian(bmodel: AbstractBayesianModel, ld: LogDensity, z, data, how: str, w
     """
     if how not in ("auto", "autodiff", "fd"):
         raise ValueError(f"hessian: expected 'auto', 'autodiff' or 'fd', got {how!r}.")
-    if how in ("auto", "autodiff") and not _cache.compiled(bmodel, ("hessian-no-fwd",), list):
+    if how in ("auto", "autodiff") and not _no_forward_mode(bmodel):
         fn = _cache.compiled(
             bmodel, ("hessian", "autodiff"), lambda: jax.jit(jax.hessian(ld.fn_data))
         )
@@ -466,7 +460,7 @@ def _hessian(bmodel: AbstractBayesianModel, ld: LogDensity, z, data, how: str, w
         except Exception as err:  # forward mode through a custom_vjp
             if how == "autodiff":
                 raise
-            _cache.compiled(bmodel, ("hessian-no-fwd",), list).append(type(err).__name__)
+            _no_forward_mode(bmodel).append(type(err).__name__)
             if warn:
                 warnings.warn(
                     f"laplace: forward-mode autodiff failed ({type(err).__name__}); using "
@@ -484,6 +478,28 @@ def _hessian(bmodel: AbstractBayesianModel, ld: LogDensity, z, data, how: str, w
         return 0.5 * (hess + hess.T)
 
     return _cache.compiled(bmodel, ("hessian", "fd"), lambda: jax.jit(central))(z, data), "fd"
+
+
+def _no_forward_mode(bmodel) -> list:
+    """The model's record of failed forward-mode Hessians: empty (falsy) until one fails."""
+    return _cache.compiled(bmodel, ("hessian-no-fwd",), list)
+
+
+def _precision(hess) -> tuple[np.ndarray, float]:
+    """The negative Hessian symmetrised in float64, and its smallest eigenvalue.
+
+    The Laplace precision, usable where the eigenvalue is positive (NaN if not finite).
+    """
+    precision = -np.asarray(hess, dtype=np.float64)
+    precision = 0.5 * (precision + precision.T)
+    eig = np.linalg.eigvalsh(precision)
+    return precision, float(eig.min()) if np.all(np.isfinite(eig)) else float("nan")
+
+
+def _laplace_log_mass(log_density: float, covariance) -> float:
+    """The Laplace estimate of the log mass of a mode: `lp + d/2 log 2 pi + 1/2 log det C`."""
+    d = np.shape(covariance)[0]
+    return float(log_density + 0.5 * d * np.log(2 * np.pi) + 0.5 * np.linalg.slogdet(covariance)[1])
 
 
 def _gaussian(result: MAPResult, how: str):
@@ -506,20 +522,27 @@ def _hessian_used(result: MAPResult, how: str) -> str:
 
 
 def _factor(result: MAPResult, how: str):
-    """`(mode z, Cholesky factor of the covariance, how the Hessian was computed)`."""
+    """`(mode z, Cholesky factor of the covariance, how the Hessian was computed)`.
+
+    With `how="auto"`, the covariance `map_estimate` already computed for the best mode
+    (`modes[0].covariance`, present when several modes were weighed) is reused.
+    """
     z = jnp.asarray(result.z)
-    data = jax.tree.map(jnp.asarray, result._data)
-    hess, used = _hessian(result._bmodel, result._ld, z, data, how)
-    precision = -np.asarray(hess, dtype=np.float64)
-    precision = 0.5 * (precision + precision.T)
-    eig = np.linalg.eigvalsh(precision)
-    if not np.all(np.isfinite(eig)) or eig.min() <= 0:
-        raise RuntimeError(
-            "laplace: the negative Hessian at the mode is not positive definite (smallest "
-            f"eigenvalue {eig.min():.3g}); the MAP may not have converged (more steps) or the "
-            "posterior is not locally Gaussian there."
-        )
-    cov = np.linalg.inv(precision)
+    best = result.modes[0] if result.modes else None
+    if how == "auto" and best is not None and best.covariance is not None:
+        cov = np.asarray(best.covariance, dtype=np.float64)
+        used = "fd" if _no_forward_mode(result._bmodel) else "autodiff"
+    else:
+        data = jax.tree.map(jnp.asarray, result._data)
+        hess, used = _hessian(result._bmodel, result._ld, z, data, how)
+        precision, lowest = _precision(hess)
+        if not lowest > 0:
+            raise RuntimeError(
+                "laplace: the negative Hessian at the mode is not positive definite (smallest "
+                f"eigenvalue {lowest:.3g}); the MAP may not have converged (more steps) or the "
+                "posterior is not locally Gaussian there."
+            )
+        cov = np.linalg.inv(precision)
     chol = np.linalg.cholesky(0.5 * (cov + cov.T))
     return z, jnp.asarray(chol, dtype=z.dtype), used
 
