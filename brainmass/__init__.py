@@ -45,6 +45,9 @@ from .training import NeuralMassSeqNetwork as NeuralMassSeqNetwork
 from .training import Trainer as Trainer
 from .training import TrainResult as TrainResult
 
+# JAX's persistent compilation cache, before anything compiles (BRAINMASS_COMPILATION_CACHE)
+cache._enable_from_environment()
+
 __version__ = "0.1.0"
 
 __all__ = [
