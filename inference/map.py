@@ -21,6 +21,7 @@ from __future__ import annotations
 import time
 import warnings
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import jax
@@ -255,6 +256,7 @@ def map_estimate(
     chunk_size: int = 50,
     progress: bool = True,
     tol: float | None = None,
+    newton: int = 0,
 ) -> MAPResult | list[MAPResult]:
     """The maximum a posteriori point by gradient ascent in the unconstrained space.
 
@@ -277,6 +279,13 @@ def map_estimate(
       nats over the last chunk of `chunk_size` steps (every subject's, with
       `batch=True`); None (default): run all `steps`. `nuts`'s default start uses
       `tol=0.01`.
+    - `newton`: damped Newton steps on every start after the optimiser (0: none; `nuts`'s
+      default start uses 8). Adam's constant step leaves an ill-conditioned mode
+      unfinished (a Jansen-Rit EEG fit: 1,065 nats after 500 steps, 1,283 at the mode);
+      Newton's steps with the exact Hessian finish it in a few. Each step: the Hessian
+      (`d` forward-over-reverse products), its eigendecomposition shifted to be negative
+      definite (Levenberg-Marquardt), and the best of 7 step lengths (1, 1/2, ..., 1/32,
+      0: never downhill). Skipped when the unconstrained dimension `d` exceeds 100.
 
     A start whose simulation fails (log density -inf or a NaN gradient) stays
     where it was; the count of such evaluations is `n_failed`, and the starts
@@ -340,7 +349,10 @@ def map_estimate(
     init_opt = jax.vmap(opt.init)
     opt_state = jax.vmap(init_opt)(z) if batch else init_opt(z)
     lead = z.shape[:-1]
-    carry = (z, opt_state, z, jnp.full(lead, -jnp.inf), jnp.zeros(lead[:-1], dtype=int))
+    # strong dtypes: a weakly typed -inf would change type after the first chunk and
+    # compile the chunk a second time
+    best0 = jnp.full(lead, -jnp.inf, dtype=z.dtype)
+    carry = (z, opt_state, z, best0, jnp.zeros(lead[:-1], dtype=jnp.int32))
     history = []
     bar = progress_bar(total=int(steps), desc="MAP", unit="step", disable=not progress)
     done = 0
@@ -366,6 +378,8 @@ def map_estimate(
     best_z = np.asarray(jnp.where(better[..., None], z_last, best_z))
     best_lp = np.asarray(jnp.where(better, lp_last, best_lp))
     history = np.concatenate(history, axis=1 if batch else 0)
+    if newton > 0 and best_z.shape[-1] <= NEWTON_MAX_DIM:
+        best_z, best_lp = _polish(bmodel, fn_data, best_z, data_j, int(newton), batch)
     wall = time.perf_counter() - t0
     results = []
     for i in range(subjects if batch else 1):
@@ -415,6 +429,71 @@ def map_estimate(
             )
         )
     return results if batch else results[0]
+
+
+NEWTON_MAX_DIM = 100  # beyond it, a Hessian per start per step costs more than it saves
+_NEWTON_LENGTHS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.0)
+
+
+def _polish(bmodel, fn_data, z, data, steps: int, batch: bool):
+    """`map_estimate`'s Newton steps on every start: `(z, log density)` as NumPy arrays.
+
+    The Hessian is forward-over-reverse autodiff, or central differences of the gradient
+    where forward mode fails through the model (a `custom_vjp`; recorded once per model,
+    as for the Laplace approximation).
+    """
+    for forward in (True, False):
+        if forward and _no_forward_mode(bmodel):
+            continue
+        fn = _cache.compiled(
+            bmodel,
+            ("map-newton", steps, batch, forward),
+            lambda forward=forward: _newton_fn(fn_data, steps, batch, forward),
+        )
+        try:
+            return tuple(np.asarray(x) for x in fn(jnp.asarray(z), data))
+        except Exception as err:  # forward mode through a custom_vjp
+            if not forward:
+                raise
+            _no_forward_mode(bmodel).append(type(err).__name__)
+    raise AssertionError("unreachable")
+
+
+def _newton_fn(fn_data, steps: int, batch: bool, forward: bool = True):
+    """Compiled `(z ([subjects,] starts, d), data) -> (z, log density)`: damped Newton steps.
+
+    Each step solves `(-H + lam I) s = g` through the eigendecomposition of `-H`
+    (`lam` lifts its smallest eigenvalue to 1e-3 + 1e-6 times its largest when it is
+    below: a Levenberg-Marquardt step, an ascent direction) and moves by
+    the best of `_NEWTON_LENGTHS` times `s`; a length of 0 keeps the point, so the log
+    density never falls. Non-finite densities count as -inf.
+    """
+    lengths = jnp.asarray(_NEWTON_LENGTHS)
+
+    def value(z, data):
+        lp = fn_data(z, data)
+        return jnp.where(jnp.isfinite(lp), lp, -jnp.inf)
+
+    def hessian(z, data):
+        return jax.hessian(fn_data)(z, data) if forward else _central_hessian(fn_data, z, data)
+
+    def one(z, data):
+        def step(z, _):
+            g = jax.grad(fn_data)(z, data)
+            w, v = jnp.linalg.eigh(-hessian(z, data))
+            floor = 1e-3 + 1e-6 * jnp.max(jnp.abs(w))  # float32: condition numbers to 1e6
+            w = w + jnp.maximum(0.0, floor - jnp.min(w))
+            s = v @ ((v.T @ g) / w)
+            s = jnp.where(jnp.all(jnp.isfinite(s)), s, 0.0)
+            trials = z[None, :] + lengths[:, None] * s[None, :]
+            lps = jax.vmap(value, (0, None))(trials, data)
+            return trials[jnp.argmax(lps)], None
+
+        z, _ = jax.lax.scan(step, z, None, length=steps)
+        return z, value(z, data)
+
+    starts = jax.vmap(one, (0, None))
+    return jax.jit(jax.vmap(starts, (0, 0)) if batch else starts)
 
 
 def _rows(evaluate, data, i: int, batch: bool, lead: tuple):
@@ -470,14 +549,17 @@ def _hessian(bmodel: AbstractBayesianModel, ld: LogDensity, z, data, how: str, w
     elif how == "autodiff":
         raise RuntimeError("hessian='autodiff': forward mode is unavailable for this model.")
 
-    def central(z, data):
-        h = 1e-3 * jnp.maximum(1.0, jnp.abs(z))
-        eye = jnp.eye(z.shape[0]) * h[:, None]
-        grad = jax.vmap(jax.grad(ld.fn_data), (0, None))
-        hess = (grad(z[None, :] + eye, data) - grad(z[None, :] - eye, data)) / (2 * h[:, None])
-        return 0.5 * (hess + hess.T)
+    central = jax.jit(partial(_central_hessian, ld.fn_data))
+    return _cache.compiled(bmodel, ("hessian", "fd"), lambda: central)(z, data), "fd"
 
-    return _cache.compiled(bmodel, ("hessian", "fd"), lambda: jax.jit(central))(z, data), "fd"
+
+def _central_hessian(fn_data, z, data):
+    """The Hessian of `fn_data(., data)` at `z` by central differences of its gradient."""
+    h = 1e-3 * jnp.maximum(1.0, jnp.abs(z))
+    eye = jnp.eye(z.shape[0], dtype=z.dtype) * h[:, None]
+    grad = jax.vmap(jax.grad(fn_data), (0, None))
+    hess = (grad(z[None, :] + eye, data) - grad(z[None, :] - eye, data)) / (2 * h[:, None])
+    return 0.5 * (hess + hess.T)
 
 
 def _no_forward_mode(bmodel) -> list:

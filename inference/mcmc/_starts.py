@@ -16,6 +16,8 @@ from ._lanes import _Lanes
 MAP_STARTS = 8
 # ... stopped once no start's log density rose by more than this (nats) over 50 steps
 MAP_TOL = 0.01
+# Newton steps that finish each start's climb (Adam leaves ill-conditioned modes unfinished)
+MAP_NEWTON = 8
 # a mode other than the best that carries at least this share of the Laplace mass is
 # reported (MultimodalWarning, info["init"]["modes"])
 MODE_WEIGHT = 0.01
@@ -40,7 +42,14 @@ def _initial_points(
     n_subjects = lanes.subjects if batched else 1
     if init is None or (isinstance(init, str) and init == "map"):
         init = map_estimate(
-            bmodel, data, key, num_starts=MAP_STARTS, progress=False, batch=batched, tol=MAP_TOL
+            bmodel,
+            data,
+            key,
+            num_starts=MAP_STARTS,
+            progress=False,
+            batch=batched,
+            tol=MAP_TOL,
+            newton=MAP_NEWTON,
         )
     results = init if isinstance(init, list) else [init] * n_subjects
     if len(results) == n_subjects and all(isinstance(r, MAPResult) for r in results):
