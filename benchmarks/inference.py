@@ -502,6 +502,381 @@ def run_case_b(args) -> dict:
     return out
 
 
+# ----------------------------------------------------------------------------- versus NumPyro
+
+HANDWRITTEN = HERE / "peers" / "numpyro_handwritten.py"
+# hand-written NumPyro (its own start; started at the truth), brainmass with either backend
+VERSUS_TOOLS = ("handwritten", "handwritten_oracle", "numpyro", "blackjax")
+TOOL_LABEL = {
+    "handwritten": "NumPyro, hand-written",
+    "handwritten_oracle": "NumPyro, hand-written, at truth",
+    "numpyro": "brainmass, NumPyro backend",
+    "blackjax": "brainmass, BlackJAX backend",
+}
+
+
+class DCMERPSource(bm.models.AbstractNeuralMass):
+    r"""One source of DCM for ERP as in Baldy et al. (2025): nine states, a constant input.
+
+    $$
+    \begin{aligned}
+    \dot x_0 &= x_3, & \dot x_3 &= \big(h_e (g_1 S(x_8, x_4 - x_5) + u) - x_0/\tau_e
+        - 2 x_3\big)/\tau_e, \\
+    \dot x_1 &= x_4, & \dot x_4 &= \big(h_e\, g_2 S(x_0, x_3) - x_1/\tau_e - 2 x_4\big)/\tau_e, \\
+    \dot x_2 &= x_5, & \dot x_5 &= \big(h_i\, g_4 S(x_6, x_7) - x_2/\tau_i - 2 x_5\big)/\tau_i, \\
+    \dot x_6 &= x_7, & \dot x_7 &= \big(h_e\, g_3 S(x_8, x_4 - x_5) - x_6/\tau_e
+        - 2 x_7\big)/\tau_e, \\
+    \dot x_8 &= x_4 - x_5, &
+    S(v, \dot v) &= \frac{1}{1 + e^{-r (v - \delta \dot v)}} - \frac12 .
+    \end{aligned}
+    $$
+
+    x8 (the pyramidal potential, mV) is observed. Baldy, Woodman, Jirsa & Hashemi (2025),
+    "Dynamic causal modelling in probabilistic programming languages", J R Soc Interface
+    22:20240880 (their ten parameters and priors; `u` is `drive` here). A model of one's own,
+    defined in the benchmark: what a user writes to bring a published model to brainmass.
+    """
+
+    g_1: float = param(0.42, domain="positive", doc="connectivity g1 (pyramidal to stellate)")
+    g_2: float = param(0.76, domain="positive", doc="connectivity g2 (stellate to pyramidal)")
+    g_3: float = param(0.15, domain="positive", doc="connectivity g3 (pyramidal to inhibitory)")
+    g_4: float = param(0.16, domain="positive", doc="connectivity g4 (inhibitory to pyramidal)")
+    delta: float = param(12.13, unit=u.ms, domain="positive", doc="the sigmoid's rate weight")
+    tau_i: float = param(7.77, unit=u.ms, domain="positive", doc="inhibitory time constant")
+    h_i: float = param(27.87, unit=u.mV, domain="positive", doc="inhibitory synaptic gain")
+    tau_e: float = param(5.77, unit=u.ms, domain="positive", doc="excitatory time constant")
+    h_e: float = param(1.63, unit=u.mV, domain="positive", doc="excitatory synaptic gain")
+    drive: float = param(3.94, domain="nonnegative", doc="constant input u")
+    r: float = param(0.56, unit=u.mV**-1, domain="positive", doc="sigmoid steepness")
+
+    state_variables: ClassVar[tuple[str, ...]] = tuple(f"x{i}" for i in range(9))
+    coupled_variables: ClassVar[tuple[str, ...]] = ("x8",)
+    observable: ClassVar[str] = "x8"
+    initial_state: ClassVar[dict[str, float]] = {f"x{i}": 0.0 for i in range(9)}
+
+    def rate(self, v, dv):
+        """The sigmoid $S(v, \\dot v)$ (dimensionless, in (-1/2, 1/2))."""
+        return 1.0 / (1.0 + jnp.exp(-self.r * (v - self.delta * dv))) - 0.5
+
+    def dfun(self, state, coupling):
+        """Vector field; `state` `(9, n_regions)`, per ms (no coupling: one source)."""
+        x0, x1, x2, x3, x4, x5, x6, x7, x8 = state
+        te, ti, he = self.tau_e, self.tau_i, self.h_e
+        out8 = self.rate(x8, x4 - x5)
+        dx3 = (he * (self.g_1 * out8 + self.drive) - x0 / te - 2.0 * x3) / te
+        dx4 = (he * self.g_2 * self.rate(x0, x3) - x1 / te - 2.0 * x4) / te
+        dx5 = (self.h_i * self.g_4 * self.rate(x6, x7) - x2 / ti - 2.0 * x5) / ti
+        dx7 = (he * self.g_3 * out8 - x6 / te - 2.0 * x7) / te
+        return jnp.stack([x3, x4, x5, dx3, dx4, dx5, x7, dx7, x4 - x5])
+
+
+# the published truth, priors (Gamma shape, scale) and noise; sites as in the hand-written model
+SOURCE_SITES = ("g_1", "g_2", "g_3", "g_4", "delta", "tau_i", "h_i", "tau_e", "h_e", "drive")
+SOURCE_TRUE = (0.42, 0.76, 0.15, 0.16, 12.13, 7.77, 27.87, 5.77, 1.63, 3.94)
+SOURCE_SHAPE = (18.16, 29.9, 29.14, 30.77, 22.87, 34.67, 20.44, 33.02, 24.17, 23.62)
+SOURCE_SCALE = (0.03, 0.02, 0.005, 0.007, 0.51, 0.23, 0.96, 0.16, 0.07, 0.13)
+SOURCE_SIGMA = 0.1
+
+
+def source_simulator() -> bm.Simulator:
+    """DCM-ERP source: Euler, dt 0.1 ms, 200 ms from rest, x8 every 1 ms with t = 0."""
+    return bm.Simulator(
+        bm.Network(DCMERPSource()),
+        dt=0.1,
+        duration=200.0,
+        solver=bm.solvers.Euler(),
+        monitor=bm.monitors.Raw(1.0, initial=True),
+    )
+
+
+def source_bmodel(sim) -> inf.BayesianModel:
+    """The source problem's priors (Gamma, the published shapes and scales); sigma known."""
+    priors = {
+        f"model.{name}": dist.Gamma(shape, 1.0 / scale)
+        for name, shape, scale in zip(SOURCE_SITES, SOURCE_SHAPE, SOURCE_SCALE, strict=True)
+    }
+    return inf.BayesianModel(sim, priors, inf.likelihoods.TimeSeries(sigma=SOURCE_SIGMA))
+
+
+def jr_bmodel(sim) -> inf.BayesianModel:
+    """Case a's priors and likelihood (as `run_case_a`)."""
+    return inf.BayesianModel(
+        sim, erp_priors(), inf.likelihoods.TimeSeries(sigma=dist.HalfNormal(0.2))
+    )
+
+
+# hand-written site name -> brainmass site
+VERSUS_SITES = {
+    "erp": {("u" if name == "drive" else name): f"model.{name}" for name in SOURCE_SITES},
+    "jr": {
+        "A": "model.A",
+        "B": "model.B",
+        "a": "model.a",
+        "G": "coupling.G",
+        "stim": "model.stim",
+        "onset": "model.onset",
+        "sigma": "likelihood.sigma",
+    },
+}
+
+
+def versus_inputs(problem: str) -> tuple[dict, np.ndarray, dict]:
+    """One problem's input for both tools: `(npz arrays, brainmass's clean signal, truth)`.
+
+    The arrays hold the data and everything the hand-written model needs (the JR case's
+    connectome weights, referenced lead field, resting state and fixed parameters, taken
+    from the brainmass simulator so both tools see the same input).
+    """
+    if problem == "erp":
+        sim = source_simulator()
+        truth = dict(zip(VERSUS_SITES["erp"], SOURCE_TRUE, strict=True))
+        clean = np.asarray(sim.run().signal)
+        noise = np.random.default_rng(0).standard_normal(clean.shape)
+        arrays = {"data": clean + SOURCE_SIGMA * noise}
+        return {**arrays, **{f"truth_{k}": v for k, v in truth.items()}}, clean, truth
+    sim, data, truth_bm = erp_problem(jax.random.key(0))
+    clean = np.asarray(sim.with_params(ERP_TRUE).run().signal)
+    m, c, mon = sim.network.model, sim.network.coupling, sim.monitor
+    fixed = {k: float(getattr(m, k)) for k in ("b", "J", "nu_max", "r", "v0", "mu", "width")}
+    fixed.update({k: float(getattr(m, k)) for k in ("a_1", "a_2", "a_3", "a_4")})
+    arrays = {
+        "data": data,
+        "weights": np.asarray(sim.network.connectome.weights),
+        "leadfield": np.asarray(mon.leadfield),
+        "init": np.asarray(sim.init)[:6],
+        "stim_weights": np.asarray(m.stim_weights),
+        "cmax": float(c.cmax),
+        "c_r": float(c.r),
+        "c_v0": float(c.midpoint),
+        "dt": DT,
+        "n_steps": sim.n_steps,
+        "every": int(round(mon.period / DT)),
+        "skip": int(round(mon.transient / mon.period)),
+        **fixed,
+    }
+    truth = {hw: truth_bm[bm_site] for hw, bm_site in VERSUS_SITES["jr"].items()}
+    return {**arrays, **{f"truth_{k}": v for k, v in truth.items()}}, clean, truth
+
+
+def _handwritten():
+    """The hand-written runner, imported as a module (it imports no brainmass)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("numpyro_handwritten", HANDWRITTEN)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def check_same_forward(problem: str, arrays: dict, clean: np.ndarray, truth: dict) -> float:
+    """Largest |hand-written forward - brainmass signal| at the truth, relative to the peak."""
+    hw = _handwritten()
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"versus_check_{os.getpid()}.npz"
+    np.savez(path, **arrays)
+    consts = hw.load_consts(path)
+    path.unlink()
+    if problem == "erp":
+        theta = jnp.asarray(list(truth.values()))
+        out = np.asarray(jax.jit(hw.erp_forward)(theta))[:, None]
+    else:
+        p = {k: jnp.asarray(v, jnp.float32) for k, v in truth.items() if k != "sigma"}
+        out = np.asarray(jax.jit(lambda p: hw.jr_forward(p, consts))(p))
+    if out.shape != clean.shape:
+        raise RuntimeError(f"{problem}: hand-written shape {out.shape} != {clean.shape}")
+    return float(np.max(np.abs(out - clean)) / np.max(np.abs(clean)))
+
+
+def versus_worker(args) -> int:
+    """One brainmass run of the comparison (own process): timed model building + `nuts`."""
+    jax.config.update("jax_compilation_cache_dir", args.cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    problem, backend = args.worker
+    with np.load(args.data) as f:
+        arrays = {k: f[k] for k in f.files}
+    if problem == "jr":  # the simulator's resting state is data preparation: not timed
+        sim0, _, _ = erp_problem(jax.random.key(0))
+    c0, t0 = time.process_time(), time.perf_counter()
+    if problem == "erp":
+        bmodel = source_bmodel(source_simulator())
+    else:
+        bmodel = jr_bmodel(sim0)
+    post = inf.nuts(
+        bmodel,
+        arrays["data"],
+        jax.random.key(args.seed),
+        backend=backend,
+        num_warmup=args.warmup,
+        num_samples=args.samples,
+        num_chains=args.chains,
+        progress=False,
+        posterior_predictive=False,
+    )
+    draws = {hw: np.asarray(post.samples[site]) for hw, site in VERSUS_SITES[problem].items()}
+    cpu, wall = time.process_time() - c0, time.perf_counter() - t0
+    n_steps = np.asarray(post.sample_stats["n_steps"])
+    np.savez(args.out, **draws, num_steps=n_steps)
+    info = post.info.get("init", {})
+    print(
+        json.dumps(
+            {
+                "tool": backend,
+                "problem": problem,
+                "cpu_s": cpu,
+                "wall_s": wall,
+                "steps_per_draw": float(n_steps.mean()),
+                "divergences": int(post.n_divergent),
+                "map_steps": info.get("map_steps"),
+            }
+        )
+    )
+    return 0
+
+
+def _run_tool(tool, problem, data_path, cache, seed, draws) -> dict:
+    """One run in its own process: JSON figures + the draws it saved, CPU of the process."""
+    import resource
+    import subprocess
+    import tempfile
+
+    out = Path(tempfile.mkstemp(suffix=".npz")[1])
+    warmup, samples, chains = draws
+    common = ["--warmup", str(warmup), "--samples", str(samples), "--chains", str(chains)]
+    common += ["--seed", str(seed)]
+    if tool.startswith("handwritten"):
+        cmd = [sys.executable, str(HANDWRITTEN), problem, str(data_path), str(out), *common]
+        cmd += ["--cache", str(cache)] + (["--oracle"] if tool.endswith("oracle") else [])
+    else:
+        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", problem, tool]
+        cmd += ["--data", str(data_path), "--out", str(out), "--cache", str(cache), *common]
+    load = os.getloadavg()[0]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=7200)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"{tool} on {problem} failed:\n{proc.stderr[-3000:]}")
+    r = json.loads(lines[-1])
+    r["process_cpu_s"] = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    r["load_1m"] = load
+    with np.load(out) as f:
+        r["draws"] = {k: f[k] for k in f.files if k not in ("num_steps", "diverging")}
+    out.unlink()
+    return r
+
+
+def _figures(r: dict) -> dict:
+    """ESS (bulk, min over parameters), R-hat (max) and ESS per CPU-second of one run."""
+    ess = {k: float(az.ess(v, method="bulk")) for k, v in r["draws"].items()}
+    rhat = {k: float(az.rhat(v)) for k, v in r["draws"].items()}
+    worst = min(ess, key=ess.get)
+    return {
+        "ess_min": ess[worst],
+        "ess_min_site": worst,
+        "rhat_max": max(rhat.values()),
+        "ess_per_cpu_s": ess[worst] / r["cpu_s"],
+    }
+
+
+def _spread(values) -> str:
+    values = np.asarray(values, dtype=float)
+    if values.size == 1:
+        return f"{values[0]:.3g}"
+    return f"{np.median(values):.3g} [{values.min():.3g}-{values.max():.3g}]"
+
+
+def _ratios(figs: list, ref: list | None, idx: list) -> list:
+    """ESS/CPU-s of a tool over a reference's, round by round (NaN without the reference)."""
+    if not ref:
+        return [float("nan")]
+    return [figs[i]["ess_per_cpu_s"] / _figures(ref[i])["ess_per_cpu_s"] for i in idx]
+
+
+def versus_report(problem: str, runs: dict) -> dict:
+    """Per tool: cold (round 0) and warm (later rounds) figures, ratios, posterior agreement.
+
+    Ratios: ESS-bulk (min over parameters) per CPU-second over the hand-written model's
+    (its own start, "x hand"; started at the truth, "x oracle"), same round. `shift/sd`:
+    the largest |posterior mean - reference mean| / reference sd over the parameters, the
+    reference being the hand-written model started at the truth (pooled over rounds).
+    """
+    hand, oracle = runs.get("handwritten"), runs.get("handwritten_oracle")
+    ref = oracle or hand or next(iter(runs.values()))
+    pooled = {k: np.concatenate([r["draws"][k].ravel() for r in ref]) for k in ref[0]["draws"]}
+    out = {}
+    print(
+        f"\n{problem}: {'tool':31s} {'cache':5s} {'CPU s':>14s} {'wall s':>14s} "
+        f"{'ESS min':>14s} {'ESS/CPU-s':>14s} {'x hand':>14s} {'x oracle':>14s} {'steps':>5s} "
+        f"{'R-hat':>6s} {'shift/sd':>8s}"
+    )
+    for tool, rs in runs.items():
+        figs = [_figures(r) for r in rs]
+        shift = max(
+            float(abs(np.mean(mine) - np.mean(pooled[k])) / np.std(pooled[k]))
+            for k in pooled
+            for mine in [np.concatenate([r["draws"][k].ravel() for r in rs])]
+        )
+        out[tool] = {"runs": [{**_strip(r), **f} for r, f in zip(rs, figs, strict=True)]}
+        out[tool]["mean_shift_sd"] = shift
+        for phase, idx in (("cold", [0]), ("warm", list(range(1, len(rs))))):
+            if not idx:
+                continue
+            x_hand, x_oracle = _ratios(figs, hand, idx), _ratios(figs, oracle, idx)
+            out[tool][phase] = {"x_hand": x_hand, "x_oracle": x_oracle}
+            print(
+                f"{'':5s} {TOOL_LABEL[tool]:31s} {phase:5s} "
+                f"{_spread([rs[i]['cpu_s'] for i in idx]):>14s} "
+                f"{_spread([rs[i]['wall_s'] for i in idx]):>14s} "
+                f"{_spread([figs[i]['ess_min'] for i in idx]):>14s} "
+                f"{_spread([figs[i]['ess_per_cpu_s'] for i in idx]):>14s} "
+                f"{_spread(x_hand):>14s} {_spread(x_oracle):>14s} "
+                f"{np.mean([rs[i]['steps_per_draw'] for i in idx]):5.0f} "
+                f"{max(figs[i]['rhat_max'] for i in idx):6.3f} {shift:8.2f}"
+            )
+    return out
+
+
+def _strip(r: dict) -> dict:
+    return {k: v for k, v in r.items() if k != "draws"}
+
+
+def run_versus(args) -> dict:
+    """Interleaved rounds of the hand-written NumPyro model and brainmass, own processes."""
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="versus_"))
+    draws = (args.warmup, args.samples, args.chains)
+    out = {"rounds": args.rounds, "draws": draws}
+    for problem in args.versus:
+        arrays, clean, truth = versus_inputs(problem)
+        gap = check_same_forward(problem, arrays, clean, truth)
+        print(
+            f"\n{problem}: hand-written forward vs brainmass at the truth: largest difference "
+            f"{gap:.1e} of the peak",
+            flush=True,
+        )
+        if gap > 1e-4:
+            raise RuntimeError(f"{problem}: the two models differ ({gap:.1e}); not comparable")
+        data_path = work / f"{problem}.npz"
+        np.savez(data_path, **arrays)
+        runs = {tool: [] for tool in args.tools}
+        for k in range(args.rounds):
+            order = args.tools[k % len(args.tools) :] + args.tools[: k % len(args.tools)]
+            for tool in order:  # each tool keeps its own persistent compilation cache
+                r = _run_tool(tool, problem, data_path, work / f"cache_{tool}_{problem}", k, draws)
+                f = _figures(r)
+                print(
+                    f"  round {k} {TOOL_LABEL[tool]:28s} CPU {r['cpu_s']:6.1f} s, wall "
+                    f"{r['wall_s']:6.1f} s (process CPU {r['process_cpu_s']:.1f} s, load "
+                    f"{r['load_1m']:.2f}); ESS min {f['ess_min']:.0f} ({f['ess_min_site']}), "
+                    f"R-hat max {f['rhat_max']:.3f}, {r['steps_per_draw']:.0f} steps a draw",
+                    flush=True,
+                )
+                runs[tool].append(r)
+        out[problem] = versus_report(problem, runs)
+        out[problem]["forward_gap"] = gap
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--case", nargs="+", default=["a", "b"], choices=["a", "b"])
@@ -520,7 +895,27 @@ def main(argv=None) -> int:
         help="NUTS adapts a dense mass matrix (nuts(..., dense_mass=True)) instead of a diagonal",
     )
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--versus",
+        nargs="+",
+        choices=["erp", "jr"],
+        default=None,
+        help="the NUTS comparison with hand-written NumPyro models instead of cases a/b",
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="--versus: interleaved rounds")
+    parser.add_argument("--tools", nargs="+", default=list(VERSUS_TOOLS), choices=VERSUS_TOOLS)
+    parser.add_argument("--warmup", type=int, default=200, help="--versus: warmup per chain")
+    parser.add_argument("--samples", type=int, default=200, help="--versus: draws per chain")
+    parser.add_argument("--chains", type=int, default=4, help="--versus: chains")
+    # one brainmass run of the comparison, in its own process (used by --versus)
+    parser.add_argument("--worker", nargs=2, metavar=("PROBLEM", "BACKEND"), help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--out", help=argparse.SUPPRESS)
+    parser.add_argument("--cache", help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        return versus_worker(args)
     load0 = os.getloadavg()
     t0 = time.perf_counter()
     print(
@@ -531,9 +926,11 @@ def main(argv=None) -> int:
         flush=True,
     )
     out = {"quick": args.quick, "load_start": load0}
-    if "a" in args.case:
+    if args.versus:
+        out["versus"] = run_versus(args)
+    elif "a" in args.case:
         out["case_a"] = run_case_a(args)
-    if "b" in args.case:
+    if "b" in args.case and not args.versus:
         out["case_b"] = run_case_b(args)
     load1 = os.getloadavg()
     out["load_end"], out["total_s"] = load1, time.perf_counter() - t0
