@@ -21,6 +21,20 @@ if "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
         os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
     ).strip()
 
+# JAX's persistent compilation cache (brainmass turns it on when imported): one fresh folder
+# per test session, shared by the xdist workers and the notebook kernels (they inherit the
+# environment), so a session compiles each program once and starts from nothing, as in a
+# fresh clone; the user's own cache is left alone. tests/test_compile_cache.py checks the
+# default behaviour in separate processes.
+if "BRAINMASS_COMPILATION_CACHE" not in os.environ:
+    import atexit
+    import shutil
+    import tempfile
+
+    _CACHE = tempfile.mkdtemp(prefix="brainmass-test-jax-cache-")
+    os.environ["BRAINMASS_COMPILATION_CACHE"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 

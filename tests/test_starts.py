@@ -26,7 +26,7 @@ import inference as inf
 from inference import likelihoods as L
 from inference.diagnostics import MultimodalWarning, convergence
 from inference.map import _group_modes
-from inference.mcmc._nuts import _dense, _warn_multimodal
+from inference.mcmc._nuts import _adapt, _dense, _warn_multimodal
 from inference.model import LogDensity
 
 WEIGHTS = (0.7, 0.3)
@@ -132,6 +132,17 @@ def test_dense_mass_auto_and_bad_values():
             _dense(bad, 2)
 
 
+def test_adapt_metric_auto_keeps_a_dense_laplace_metric_only():
+    laplace = [dict(method="map", laplace=True)]
+    assert _adapt("auto", True, laplace) is False  # the Laplace covariance is kept
+    assert _adapt("auto", False, laplace) is True  # a diagonal metric is re-estimated
+    assert _adapt("auto", True, [dict(method="map", laplace=False)]) is True  # no Hessian
+    assert _adapt("auto", True, [dict(method="prior")]) is True
+    assert _adapt("auto", True, [dict(method="checkpoint")]) is True  # an old checkpoint
+    assert _adapt("auto", True, laplace * 2 + [dict(method="map", laplace=False)]) is True
+    assert _adapt(True, True, laplace) is True and _adapt(False, False, []) is False
+
+
 # ----------------------------------------------------------------------------- end to end
 
 A, G, SIGMA = 0.05, 0.5, 0.05
@@ -157,6 +168,7 @@ def test_default_nuts_finds_the_global_mode_of_a_multimodal_hopf_network(hopf, b
                         posterior_predictive=False)  # fmt: skip
     start = post.info["init"]
     assert start["method"] == "map" and post.info["dense_mass"] is True
+    assert start["laplace"] is True and post.info["adapt_metric"] is False
     modes = start["modes"]
     # the trap exists: the starts found separated modes thousands of nats below the best
     assert len(modes) >= 2 and modes[1]["log_density"] < modes[0]["log_density"] - 1000
@@ -212,6 +224,7 @@ def test_bad_start_settings_are_named_before_anything_compiles(hopf):
         (dict(init=[1.0, 2.0]), "init: expected 'map', 'prior', a MAPResult"),
         (dict(modes="both"), "modes: expected 'best' or 'all'"),
         (dict(dense_mass="yes"), "dense_mass: expected True, False or 'auto'"),
+        (dict(adapt_metric="no"), "adapt_metric: expected True, False or 'auto'"),
         (dict(target_accept=1.0), "target_accept: expected a probability"),
         (dict(num_chains=0), "num_chains"),
         (dict(max_tree_depth=0), "max_tree_depth"),

@@ -44,6 +44,7 @@ class _NumPyroSampler:
                 target_accept_prob=s["target_accept"],
                 max_tree_depth=s["max_tree_depth"],
                 dense_mass=s["dense_mass"],
+                adapt_mass_matrix=s["adapt_metric"],
                 model_args=(data,),
                 rng_key=k,
             )
@@ -90,10 +91,36 @@ class _BlackJAXSampler:
     def warmup(self, carry, data, lanes):
         import blackjax
         from blackjax.adaptation.base import get_filter_adapt_info_fn
+        from blackjax.adaptation.step_size import dual_averaging_adaptation
 
         s, fn_data = self.settings, self.ld.fn_data
 
+        def step_size_only(c, data):  # the metric kept: dual averaging of the step size
+            logdensity = partial(fn_data, data=data)
+            imm = c["params"]["inverse_mass_matrix"]
+            da_init, da_update, da_final = dual_averaging_adaptation(s["target_accept"])
+            key = jax.random.wrap_key_data(c["key"])
+            k_warm, k_next = jax.random.split(key)
+
+            def body(carry, k):
+                state, da = carry
+                kernel = blackjax.nuts(
+                    logdensity,
+                    step_size=jnp.exp(da.log_step_size),
+                    inverse_mass_matrix=imm,
+                    max_num_doublings=s["max_tree_depth"],
+                )
+                state, info = kernel.step(k, state)
+                return (state, da_update(da, info.acceptance_rate)), None
+
+            keys = jax.random.split(k_warm, s["num_warmup"])
+            (state, da), _ = jax.lax.scan(body, (c["state"], da_init(1.0)), keys)
+            params = {"step_size": da_final(da), "inverse_mass_matrix": imm}
+            return {"state": state, "params": params, "key": jax.random.key_data(k_next)}
+
         def one(c, data):
+            if not s["adapt_metric"]:
+                return step_size_only(c, data)
             algo = blackjax.window_adaptation(
                 blackjax.nuts,
                 partial(fn_data, data=data),

@@ -42,6 +42,7 @@ def nuts(
     target_accept: float = 0.8,
     max_tree_depth: int = 10,
     dense_mass: bool | str = "auto",
+    adapt_metric: bool | str = "auto",
     batch: bool = False,
     chunk_size: int = 100,
     checkpoint: str | os.PathLike | None = None,
@@ -95,7 +96,16 @@ def nuts(
       leapfrog steps a draw dense against 7 diagonal on a cohort).
       Either way, with a MAP start the metric starts from the Laplace covariance at
       the mode (the inverse of the observed Fisher information; its diagonal for a
-      diagonal metric) and is then adapted as usual.
+      diagonal metric).
+    - `adapt_metric`: re-estimate the metric from the warmup's draws (Stan's windowed
+      adaptation) or keep the one the chains start with and adapt the step size alone.
+      `"auto"` (default): keep the Laplace covariance when the chains start from a MAP
+      whose Hessian is definite and the metric is dense; adapt otherwise (a diagonal
+      metric, a prior start, a hierarchical model's funnel). Measured on
+      `benchmarks/inference.py --versus`: with 200 warmup draws the windows' estimate
+      of a 7x7 covariance was worse than the Laplace one it started from (a Jansen-Rit
+      EEG fit: step size 0.006 and 150-350 leapfrog steps a draw adapted, 0.7 and 6
+      kept; the DCM-ERP source: bulk ESS 390-510 adapted, 1,110 kept, of 800 draws).
     - `batch`: `data` holds several datasets on its first axis; they are
       sampled at once (one vmapped sampler) and a list of posteriors returned.
     - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
@@ -163,14 +173,15 @@ def nuts(
         target_accept=float(target_accept),
         max_tree_depth=int(max_tree_depth),
         dense_mass=_dense(dense_mass, ld.size, bmodel),
+        adapt_metric=_check_adapt_metric(adapt_metric),
         modes=modes,
     )
     data_j = jax.tree.map(jnp.asarray, data)
     store = None if checkpoint is None else _Checkpoint(Path(checkpoint))
     fingerprint = _fingerprint(bmodel, data, key, settings, init, batch)
     saved = store.load(fingerprint) if store is not None else None
-    sampler = (_NumPyroSampler if backend == "numpyro" else _BlackJAXSampler)(bmodel, ld, settings)
     lanes = _Lanes(subjects if batch else None)
+    backend_cls = _NumPyroSampler if backend == "numpyro" else _BlackJAXSampler
 
     if saved is None:
         inits, starts_info, metric = _initial_points(
@@ -178,12 +189,18 @@ def nuts(
         )
         if modes == "best":
             _warn_multimodal(starts_info, batch)
+        settings["adapt_metric"] = _adapt(adapt_metric, settings["dense_mass"], starts_info)
+        sampler = backend_cls(bmodel, ld, settings)
         state = sampler.init(inits, k_run, data_j, lanes, metric)
         done, draws, stats = 0, [], []
     else:
         # the saved state's skeleton: the state a fresh start builds. NumPyro's kernel
         # functions keep their adaptation schedule in closures that its init sets, so it
         # runs for real; BlackJAX's init is only traced
+        unknown = dict(method="checkpoint", modes=[], chain_modes=[])
+        starts_info = saved.header.get("init") or [unknown] * (subjects if batch else 1)
+        settings["adapt_metric"] = _adapt(adapt_metric, settings["dense_mass"], starts_info)
+        sampler = backend_cls(bmodel, ld, settings)
         shape = (*(() if lanes.subjects is None else (lanes.subjects,)), num_chains, ld.size)
         starts = jnp.broadcast_to(ld.init, shape)
         if backend == "numpyro":
@@ -192,8 +209,6 @@ def nuts(
             spec = jax.eval_shape(lambda: sampler.init(starts, k_run, data_j, lanes))
             like = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), spec)
         state, done, draws, stats = store.restore(saved, like)
-        unknown = dict(method="checkpoint", modes=[], chain_modes=[])
-        starts_info = saved.header.get("init") or [unknown] * (subjects if batch else 1)
     total = int(num_warmup) + int(num_samples)
     label = f"NUTS ({backend}{', ' + str(subjects) + ' subjects' if batch else ''})"
     bar = progress_bar(total=total, desc=label, unit="it", disable=not progress)
@@ -297,6 +312,26 @@ def nuts(
         )
     _check_convergence(posts, batch)
     return posts if batch else posts[0]
+
+
+def _check_adapt_metric(adapt_metric: bool | str) -> bool | str:
+    if isinstance(adapt_metric, str) and adapt_metric == "auto":
+        return adapt_metric
+    if not isinstance(adapt_metric, (bool, np.bool_)):
+        raise ValueError(f"adapt_metric: expected True, False or 'auto', got {adapt_metric!r}.")
+    return bool(adapt_metric)
+
+
+def _adapt(adapt_metric: bool | str, dense: bool, starts_info: list[dict]) -> bool:
+    """Resolve `adapt_metric`: "auto" keeps a dense Laplace metric from a MAP start.
+
+    `starts_info`: the records of `_initial_points` (also a checkpoint's, so a resumed
+    run adapts as the run it resumes did).
+    """
+    if adapt_metric != "auto":
+        return bool(adapt_metric)
+    laplace = all(r.get("method") == "map" and r.get("laplace", False) for r in starts_info)
+    return not (dense and laplace)
 
 
 # the largest parameter count that gets a dense mass matrix with dense_mass="auto"

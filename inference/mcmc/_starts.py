@@ -13,7 +13,7 @@ from ..model import LogDensity
 from ._lanes import _Lanes
 
 # NUTS's default start: a multi-start MAP with this many starts (one vmapped optimiser)
-MAP_STARTS = 8
+MAP_STARTS = 16
 # ... stopped once no start's log density rose by more than this (nats) over 50 steps
 MAP_TOL = 0.01
 # Newton steps that finish each start's climb (Adam leaves ill-conditioned modes unfinished)
@@ -62,6 +62,7 @@ def _initial_points(
                 modes=[m.summary() for m in r.modes],
                 chain_modes=x[3],
                 map_steps=int(np.shape(r.history)[0]),
+                laplace=bool(x[4]),
             )
             for r, x in zip(results, drawn, strict=True)
         ]
@@ -120,25 +121,27 @@ def _map_points(result, key, num_chains: int, modes: str):
     """Where the chains start around a MAP result's mode(s).
 
     Returns `(points (num_chains, d), centres (num_chains, d), covariances
-    (num_chains, d, d), chain_modes)`: each chain starts at a draw from the Laplace
+    (num_chains, d, d), chain_modes, laplace)`: each chain starts at a draw from the Laplace
     Gaussian of its mode (`chain_modes[c]`, an index into `result.modes`), and its
     metric from that Gaussian's covariance. With `modes="best"` every chain is in the
     best mode; with `"all"` chain `c` is in the `c % k`-th of the `k` modes that carry
     at least `MODE_WEIGHT` of the mass (best first). Where the negative Hessian at the
     best mode is not positive definite (a ridge the optimiser has not finished
     climbing): a small isotropic jitter (sd 0.1 in the unconstrained space) and the
-    identity.
+    identity, and `laplace` is False.
     """
     from ..map import _gaussian
 
     z = jnp.asarray(result.z)
     d = z.shape[0]
     eps = jax.random.normal(key, (num_chains, d), z.dtype)
+    laplace = True
     try:
         _, chol = _gaussian(result, "auto")
         best = (z, chol, chol @ chol.T)
     except RuntimeError:
         best = (z, 0.1 * jnp.eye(d, dtype=z.dtype), jnp.eye(d, dtype=z.dtype))
+        laplace = False
     gaussians, index = [best], [0]
     if modes == "all":
         for i, m in enumerate(result.modes[1:], start=1):
@@ -152,7 +155,7 @@ def _map_points(result, key, num_chains: int, modes: str):
     chols = jnp.stack([gaussians[w][1] for w in which])
     covariances = jnp.stack([gaussians[w][2] for w in which])
     points = centres + jnp.einsum("cij,cj->ci", chols, eps)
-    return points, centres, covariances, [index[w] for w in which]
+    return points, centres, covariances, [index[w] for w in which], laplace
 
 
 def _finite_starts(bmodel, ld, data, points, centres, batched):
