@@ -32,9 +32,18 @@ posterior means with the true lam. A direct measurement of the log density's
 gradient (single point, and one vmapped batch of the chains, as NUTS evaluates
 it) tells what a gradient costs.
 
+`--versus erp jr`: instead of cases a and b, NUTS against hand-written NumPyro models
+(`peers/numpyro_handwritten.py`) of the DCM-ERP source of Baldy et al. (2025) and of
+case a, on the same data: interleaved rounds, each tool in its own process with its own
+persistent compilation cache (round 0 cold, later rounds warm), CPU time of the
+inference, ESS-bulk (min) per CPU-second and its ratio to the hand-written model's,
+R-hat, and the largest shift of a posterior mean in the reference's sd.
+
 Usage:
     python benchmarks/inference.py [--case a b] [--quick] [--b-draws 200 200]
         [--dense-mass] [--json out.json]
+    python benchmarks/inference.py --versus erp jr [--rounds 3] [--tools ...]
+        [--warmup 200] [--samples 200] [--chains 4] [--json out.json]
 """
 
 from __future__ import annotations
