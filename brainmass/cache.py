@@ -27,7 +27,7 @@ restarted, the workers of a cohort study) brainmass keeps JAX's persistent compi
 cache on disk: `enable_compilation_cache` (called when brainmass is imported) points JAX at
 a per-user folder, so a program compiled once is read back instead of compiled again. A
 NUTS run on a small ODE model spends more CPU compiling than sampling (the DCM-ERP source
-of `benchmarks/inference.py`: 37 s with an empty cache, 18 s with a filled one).
+of `benchmarks/inference.py`: 37 s of CPU with an empty cache, 11 s with a filled one).
 """
 
 from __future__ import annotations
