@@ -23,7 +23,7 @@ from ..results import Posterior
 from ._backends import _BlackJAXSampler, _NumPyroSampler
 from ._checkpoint import _Checkpoint, _fingerprint
 from ._lanes import _Lanes
-from ._starts import MODE_WEIGHT, _initial_points
+from ._starts import MAP_NEWTON, MODE_WEIGHT, _initial_points
 
 BACKENDS = ("numpyro", "blackjax")
 
@@ -184,8 +184,9 @@ def nuts(
     backend_cls = _NumPyroSampler if backend == "numpyro" else _BlackJAXSampler
 
     if saved is None:
+        newton = MAP_NEWTON if settings["dense_mass"] else 0  # see _initial_points
         inits, starts_info, metric = _initial_points(
-            bmodel, data_j, ld, init, k_init, num_chains, lanes, modes
+            bmodel, data_j, ld, init, k_init, num_chains, lanes, modes, newton
         )
         if modes == "best":
             _warn_multimodal(starts_info, batch)

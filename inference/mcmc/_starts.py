@@ -24,7 +24,15 @@ MODE_WEIGHT = 0.01
 
 
 def _initial_points(
-    bmodel, data, ld: LogDensity, init, key, num_chains: int, lanes: _Lanes, modes: str = "best"
+    bmodel,
+    data,
+    ld: LogDensity,
+    init,
+    key,
+    num_chains: int,
+    lanes: _Lanes,
+    modes: str = "best",
+    newton: int = MAP_NEWTON,
 ):
     """Starting points and how they were found.
 
@@ -34,7 +42,9 @@ def _initial_points(
     starts in; empty for other starts); and the covariance each chain's metric starts
     from, `([subjects,] num_chains, d, d)` (the Laplace covariance of its mode; None
     when the start is not a MAP). `modes`: `"best"` (every chain at the best mode) or
-    `"all"` (chains spread over the modes that carry mass, best first).
+    `"all"` (chains spread over the modes that carry mass, best first). `newton`: the
+    MAP's Newton steps (`nuts` passes 0 for a diagonal metric, which the warmup
+    re-estimates anyway: the finished mode matters for a kept dense Laplace metric).
     """
     from ..map import MAPResult, map_estimate
 
@@ -49,7 +59,7 @@ def _initial_points(
             progress=False,
             batch=batched,
             tol=MAP_TOL,
-            newton=MAP_NEWTON,
+            newton=newton,
         )
     results = init if isinstance(init, list) else [init] * n_subjects
     if len(results) == n_subjects and all(isinstance(r, MAPResult) for r in results):
