@@ -794,10 +794,13 @@ def _spread(values) -> str:
 
 
 def _ratios(figs: list, ref: list | None, idx: list) -> list:
-    """ESS/CPU-s of a tool over a reference's, round by round (NaN without the reference)."""
+    """ESS/CPU-s of a tool over a reference's (`_figures` per round), round by round.
+
+    NaN without the reference.
+    """
     if not ref:
         return [float("nan")]
-    return [figs[i]["ess_per_cpu_s"] / _figures(ref[i])["ess_per_cpu_s"] for i in idx]
+    return [figs[i]["ess_per_cpu_s"] / ref[i]["ess_per_cpu_s"] for i in idx]
 
 
 def versus_report(problem: str, runs: dict) -> dict:
@@ -808,8 +811,9 @@ def versus_report(problem: str, runs: dict) -> dict:
     the largest |posterior mean - reference mean| / reference sd over the parameters, the
     reference being the hand-written model started at the truth (pooled over rounds).
     """
-    hand, oracle = runs.get("handwritten"), runs.get("handwritten_oracle")
-    ref = oracle or hand or next(iter(runs.values()))
+    figures = {tool: [_figures(r) for r in rs] for tool, rs in runs.items()}
+    hand, oracle = figures.get("handwritten"), figures.get("handwritten_oracle")
+    ref = runs.get("handwritten_oracle") or runs.get("handwritten") or next(iter(runs.values()))
     pooled = {k: np.concatenate([r["draws"][k].ravel() for r in ref]) for k in ref[0]["draws"]}
     out = {}
     print(
@@ -818,7 +822,7 @@ def versus_report(problem: str, runs: dict) -> dict:
         f"{'R-hat':>6s} {'shift/sd':>8s}"
     )
     for tool, rs in runs.items():
-        figs = [_figures(r) for r in rs]
+        figs = figures[tool]
         shift = max(
             float(abs(np.mean(mine) - np.mean(pooled[k])) / np.std(pooled[k]))
             for k in pooled
