@@ -228,9 +228,14 @@ def _run_core(sim: Simulator, theta: dict, key, plan: DelayPlan) -> Result:
     time, signal = sim.monitor.finalize(sim.loop_time, samples)
     skip = sim.transient_samples
     time, signal = time[skip:], signal[skip:]
-    if sim.records_initial:  # Raw(initial=True): the state at t = 0 first
+    if sim.records_initial:  # monitor(initial=True): a sample at t = 0 first
+        # The monitor's read-out of the one-row window of the initial value (an average over
+        # a window of zero length is the value itself): x(0) for Raw and TemporalAverage,
+        # leadfield @ x(0) for EEG and MEG.
         variable = sim.monitor.variable or sim.network.model.observable
         first = sim.network.model.quantity(sim.init, variable).astype(signal.dtype)
+        state0 = sim.monitor.init(sim.network.n_regions, signal.dtype)
+        first = sim.monitor.sample(state0, first[None, :], sim.dt)[1].astype(signal.dtype)
         time = jnp.concatenate([jnp.zeros(1, time.dtype), time])
         signal = jnp.concatenate([first[None, :], signal])
     valid = _delays_in_domain(theta)
@@ -450,7 +455,8 @@ class Simulator(eqx.Module):
     def time(self) -> Float:
         """Sample times of the signal in ms, `(n_samples,)`: `period, 2 period, ...`.
 
-        With a `Raw(initial=True)` monitor `(n_samples + 1,)`: `0, period, ...`.
+        With a monitor recording the initial state (`initial=True`: `Raw`,
+        `TemporalAverage`, `EEG`, `MEG`) `(n_samples + 1,)`: `0, period, ...`.
         """
         if self.records_initial:
             return self.period * jnp.arange(0, self.n_samples + 1)
@@ -458,12 +464,18 @@ class Simulator(eqx.Module):
 
     @property
     def records_initial(self) -> bool:
-        """Whether the signal starts with the initial state at t = 0 (`Raw(initial=True)`)."""
+        """Whether the signal starts with a sample of the initial state at t = 0.
+
+        The monitor's `initial` attribute (`Raw`, `TemporalAverage`, `EEG`, `MEG`); False
+        for a monitor without one (BOLD).
+        """
         return bool(getattr(self.monitor, "initial", False))
 
     @property
     def signal_shape(self) -> tuple[int, int]:
         """The shape of `run(key).signal`, `(n_samples - transient_samples, n_channels)`.
+
+        One row more when the monitor records the initial state (`initial=True`).
 
         Computed from the settings, without simulating: `n_channels` is the monitor's
         number of channels (one per region, or one per sensor for EEG and MEG).

@@ -30,6 +30,18 @@ def _transient(transient: Any) -> float:
     return value
 
 
+def _initial(initial: Any, transient: float) -> bool:
+    """Validate a monitor's `initial` flag (record a t = 0 sample) against its `transient`."""
+    if not isinstance(initial, bool):
+        raise ValueError(f"monitor.initial: expected True or False, got {initial!r}.")
+    if initial and transient > 0:
+        raise ValueError(
+            f"monitor.initial: the t = 0 sample would be discarded by the transient of "
+            f"{transient} ms; use one or the other."
+        )
+    return initial
+
+
 class AbstractMonitor(eqx.Module):
     """What a simulation records, as init / sample inside the simulation loop.
 
@@ -48,6 +60,10 @@ class AbstractMonitor(eqx.Module):
     - `variable`: the model quantity recorded; `None` is the model's default
       `observable`.
     - `transient`: outputs at times <= `transient` (ms) are discarded.
+
+    A monitor may also have a bool `initial` (`Raw`, `TemporalAverage`, `EEG`,
+    `MEG`): the simulator then puts a sample at t = 0 first, `sample` applied to
+    the one-row window of the initial value of `variable`.
     """
 
     period: eqx.AbstractVar[float | None]
@@ -121,14 +137,7 @@ class Raw(AbstractMonitor):
         self.period = _period(period)
         self.variable = variable
         self.transient = _transient(transient)
-        if not isinstance(initial, bool):
-            raise ValueError(f"monitor.initial: expected True or False, got {initial!r}.")
-        if initial and self.transient > 0:
-            raise ValueError(
-                f"monitor.initial: the t = 0 sample would be discarded by the transient of "
-                f"{self.transient} ms; use one or the other."
-            )
-        self.initial = initial
+        self.initial = _initial(initial, self.transient)
 
     def sample(self, state, values, dt):
         """The last value of the period."""
@@ -146,16 +155,29 @@ class TemporalAverage(AbstractMonitor):
     - `period`: averaging window and sampling period (quantity or ms).
     - `variable`: the variable to record; default the model's observable.
     - `transient`: initial time (quantity or ms) whose samples are discarded.
+    - `initial`: also record the initial state, as a first sample at t = 0 (a
+      recording usually starts with one): the signal then has `n_samples + 1` rows
+      at times `0, period, 2 period, ...`, row 0 being the initial value of
+      `variable` itself (an average over a window of zero length). Not with a
+      `transient`, which would discard it.
     """
 
     period: float | None = eqx.field(static=True)
     variable: str | None = eqx.field(static=True)
     transient: float = eqx.field(static=True)
+    initial: bool = eqx.field(static=True)
 
-    def __init__(self, period: Any = 1.0, variable: str | None = None, transient: Any = 0.0):
+    def __init__(
+        self,
+        period: Any = 1.0,
+        variable: str | None = None,
+        transient: Any = 0.0,
+        initial: bool = False,
+    ):
         self.period = _period(period)
         self.variable = variable
         self.transient = _transient(transient)
+        self.initial = _initial(initial, self.transient)
 
     def sample(self, state, values, dt):
         """The mean over the period."""

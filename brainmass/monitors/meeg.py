@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._custom_types import Array, Float
-from ._base import AbstractMonitor, _period, _transient
+from ._base import AbstractMonitor, _initial, _period, _transient
 
 __all__ = ["EEG", "MEG", "AbstractSensorMonitor"]
 
@@ -145,9 +145,16 @@ class EEG(AbstractSensorMonitor):
     - `transient`: initial time (quantity or ms) whose samples are discarded.
     - `sensor_names`: one name per lead-field row, default `"EEG000"`, ...
     - `reference`: `"average"` (default), `None`, or one of `sensor_names`.
+    - `initial`: also record a first sample at t = 0 (a recording usually
+      starts with one): the signal then has `n_samples + 1` rows at times
+      `0, period, 2 period, ...`, row 0 being $L_{\text{ref}}\,\mathbf x(0)$,
+      the re-referenced lead field applied to the initial value of `variable`
+      (an average over a window of zero length). Not with a `transient`, which
+      would discard it.
 
     **Raises:** `ValueError` for a lead field that is not a finite 2-D
-    array, names that do not match its rows, or an unknown reference. A lead
+    array, names that do not match its rows, an unknown reference, or an
+    `initial` that is not a bool or comes with a `transient` > 0. A lead
     field whose columns do not match the network's regions is a `ValueError`
     naming `leadfield` and both shapes, from `check` (when the Simulator is built), `channels`,
     `init` and `sample` (so at the latest when the simulation is traced).
@@ -159,6 +166,7 @@ class EEG(AbstractSensorMonitor):
     period: float | None = eqx.field(static=True)
     variable: str | None = eqx.field(static=True)
     transient: float = eqx.field(static=True)
+    initial: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -169,6 +177,7 @@ class EEG(AbstractSensorMonitor):
         transient: Any = 0.0,
         sensor_names: Sequence[str] | None = None,
         reference: str | None = "average",
+        initial: bool = False,
     ):
         lf = _leadfield(leadfield, EEG_UNIT)
         names = _names(sensor_names, lf.shape[0], "EEG")
@@ -191,6 +200,7 @@ class EEG(AbstractSensorMonitor):
         self.period = _period(period)
         self.variable = variable
         self.transient = _transient(transient)
+        self.initial = _initial(initial, self.transient)
 
 
 class MEG(AbstractSensorMonitor):
@@ -210,6 +220,10 @@ class MEG(AbstractSensorMonitor):
     - `variable`: the recorded variable; default the model's observable.
     - `transient`: initial time (quantity or ms) whose samples are discarded.
     - `sensor_names`: one name per lead-field row, default `"MEG000"`, ...
+    - `initial`: also record a first sample at t = 0: the signal then has
+      `n_samples + 1` rows at times `0, period, 2 period, ...`, row 0 being
+      $L\,\mathbf x(0)$, the lead field applied to the initial value of
+      `variable`. Not with a `transient`, which would discard it.
 
     **Raises:** as `EEG`.
     """
@@ -219,6 +233,7 @@ class MEG(AbstractSensorMonitor):
     period: float | None = eqx.field(static=True)
     variable: str | None = eqx.field(static=True)
     transient: float = eqx.field(static=True)
+    initial: bool = eqx.field(static=True)
 
     def __init__(
         self,
@@ -228,6 +243,7 @@ class MEG(AbstractSensorMonitor):
         variable: str | None = None,
         transient: Any = 0.0,
         sensor_names: Sequence[str] | None = None,
+        initial: bool = False,
     ):
         lf = _leadfield(leadfield, MEG_UNIT)
         self.leadfield = lf
@@ -235,3 +251,4 @@ class MEG(AbstractSensorMonitor):
         self.period = _period(period)
         self.variable = variable
         self.transient = _transient(transient)
+        self.initial = _initial(initial, self.transient)

@@ -87,6 +87,23 @@ class SignalSpec:
         return self.first_time + self.period * np.arange(self.n_samples)
 
 
+def check_no_initial(sim: bm.Simulator, name: str) -> None:
+    """A ValueError when `sim`'s monitor records a t = 0 sample, which `name` does not model.
+
+    The likelihoods of noise-driven series (StateSpace, Whittle, Linearized) describe the
+    samples at `period, 2 period, ...` of a stationary or filtered process; the t = 0 row
+    of a monitor with `initial=True` is a point value of the initial state (not an
+    average over a period), a different random variable.
+    """
+    if sim.records_initial:
+        raise ValueError(
+            f"likelihood: {name} models the monitor's samples at period, 2 period, ...; this "
+            f"monitor also records the initial state at t = 0 ({type(sim.monitor).__name__}"
+            "(initial=True)), which it does not model. Build the simulator with initial=False "
+            "and drop the first row of the data (data[1:])."
+        )
+
+
 def check_noise(name: str, value: Any) -> Any:
     """An observation-noise parameter: a positive number/array, or a prior on positive values."""
     from ..priors import support_bounds

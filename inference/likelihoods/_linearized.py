@@ -27,7 +27,7 @@ import brainmass as bm
 from brainmass.checks import check_int
 
 from .. import _spectral_stats as stats
-from ._base import AbstractLikelihood, SignalSpec, check_noise, check_signal
+from ._base import AbstractLikelihood, SignalSpec, check_no_initial, check_noise, check_signal
 from ._simulated import pair_coords
 
 __all__ = ["Whittle", "LinearizedFC", "Linearized"]
@@ -49,6 +49,7 @@ def check_noise_driven(sim: bm.Simulator, name: str) -> None:
             f"likelihood: {name} models Raw, TemporalAverage, EEG, MEG and BOLD monitors{extra}, "
             f"got {type(sim.monitor).__name__}."
         )
+    check_no_initial(sim, name)
 
 
 def lagged(sim: bm.Simulator, n_lags: int, freqs_hz: Any) -> tuple[jax.Array, jax.Array]:

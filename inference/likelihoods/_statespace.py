@@ -23,7 +23,7 @@ from numpyro.distributions import constraints
 import brainmass as bm
 
 from .. import _kalman
-from ._base import AbstractLikelihood, SignalSpec, check_noise
+from ._base import AbstractLikelihood, SignalSpec, check_no_initial, check_noise
 
 __all__ = ["StateSpace"]
 
@@ -234,6 +234,7 @@ class StateSpace(AbstractLikelihood):
                 "likelihood: StateSpace describes noise-driven fluctuations; the network has no "
                 "noise (Network(..., noise=...)). For a deterministic simulator use TimeSeries."
             )
+        check_no_initial(sim, "StateSpace")
         if sim.network.has_delays:
             raise ValueError(
                 "likelihood: StateSpace needs a network without conduction delays: with delays "
