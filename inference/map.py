@@ -89,6 +89,57 @@ class MAPResult:
             self, key, num_draws, hessian=hessian, posterior_predictive=posterior_predictive
         )
 
+    def to_posterior(self, key: Any = None, *, posterior_predictive: bool = True) -> Posterior:
+        """The mode as a one-chain, one-draw `Posterior` (`method="map"`).
+
+        For the tools that take a `Posterior`: ArviZ (`to_arviz`), posterior predictive
+        checks at the point estimate, and the pointwise log-likelihood at the mode
+        (`log_likelihood`, `(1, 1, *obs_shape)`: the terms whose sum with the log prior
+        is `log_density` up to the Jacobian of the transforms, for deviance-type
+        criteria). A single draw carries no posterior uncertainty: use `laplace` or
+        `nuts` for LOO (`az.loo` needs many draws).
+
+        **Arguments:**
+
+        - `key`: a `jax.random` key for the predictive draw (default `key(0)`).
+        - `posterior_predictive`: also compute the pointwise log-likelihood and one data
+          draw at the mode (one simulation).
+
+        **Returns:** a `Posterior` with `samples` `{site: (1, 1, *shape)}` (latent and
+        deterministic sites, constrained, canonical units), `lp` `(1, 1)` in
+        `sample_stats` and `info["mode_log_density"]`.
+        """
+        if self._ld is None:
+            raise ValueError("to_posterior: this MAPResult has no model attached.")
+        key = jax.random.key(0) if key is None else key
+        bmodel = self._bmodel
+        samples = {k: np.asarray(v)[None, None] for k, v in self.params.items()}
+        log_lik = draws_pred = None
+        if posterior_predictive:
+            log_lik, draws_pred = predictive(bmodel, samples, self._data, key, batch_size=1)
+        dims, coords = bmodel.dims()
+        return Posterior(
+            samples=samples,
+            sample_stats={"lp": np.full((1, 1), self.log_density)},
+            units=dict(self.units),
+            method="map",
+            observed=np.asarray(bmodel.check_data(self._data)),
+            log_likelihood=log_lik,
+            posterior_predictive=draws_pred,
+            dims=dims,
+            coords=coords,
+            info={"mode_log_density": self.log_density, "wall_time": self.wall_time},
+        )
+
+    def to_arviz(self, key: Any = None) -> Any:
+        """An ArviZ `xarray.DataTree` of the mode: `to_posterior(key).to_arviz()`.
+
+        Groups `posterior` (one chain, one draw), `sample_stats` (`lp`),
+        `observed_data`, `log_likelihood` and `posterior_predictive` at the mode;
+        parameter units in the variables' attrs.
+        """
+        return self.to_posterior(key).to_arviz()
+
     def laplace_points(self, key: Any, n: int) -> Any:
         """`n` flat unconstrained draws from the Laplace approximation (NUTS starting points)."""
         mean, chol = _gaussian(self, "auto")

@@ -50,7 +50,8 @@ class Posterior:
       `tree_depth`, `step_size`, `acceptance_rate`, `lp` (NUTS; Laplace has
       `lp` only).
     - `units`: `{path: unit name}` of the simulator parameters.
-    - `method`: `"nuts (numpyro)"`, `"nuts (blackjax)"` or `"laplace"`.
+    - `method`: `"nuts (numpyro)"`, `"nuts (blackjax)"`, `"laplace"` or `"map"`
+      (`MAPResult.to_posterior`: the mode as one draw).
     - `observed`: the prepared data the likelihood compared (or None).
     - `log_likelihood`: `(n_chains, n_draws, *obs_shape)` pointwise
       log-likelihood at each draw (or None).

@@ -389,6 +389,19 @@ def test_laplace_matches_nuts_on_a_near_gaussian_posterior(bmodel, data, posteri
         np.testing.assert_allclose(lap.log_likelihood[0, i], expected, rtol=1e-4, atol=1e-4)
     loo = az.loo(lap.to_arviz())  # the model-comparison route works on a Laplace result
     assert np.isfinite(float(loo["elpd"]))
+    # the mode itself, as ArviZ takes it: one draw, the log-likelihood at the mode
+    tree = fit.to_arviz()
+    theta = {k: float(np.asarray(v)) for k, v in fit.params.items()}
+    pred = np.asarray(bmodel.sim.with_params(theta).run().signal)
+    expected = st.norm.logpdf(np.asarray(data), pred, SIGMA)
+    ll = np.asarray(tree["log_likelihood"]["obs"])
+    assert ll.shape == (1, 1, *np.shape(data))
+    np.testing.assert_allclose(ll[0, 0], expected, rtol=1e-4, atol=1e-4)
+    for name, value in theta.items():
+        assert float(tree["posterior"][name].values.item()) == pytest.approx(value)
+    assert tree["posterior"]["model.lam"].attrs["units"] == "1/ms"
+    assert float(tree["sample_stats"]["lp"].values.item()) == pytest.approx(fit.log_density)
+    np.testing.assert_array_equal(tree["observed_data"]["obs"].values, np.asarray(data))
 
 
 def test_sbc_of_nuts_through_calibrate():
