@@ -20,6 +20,7 @@ from .model import (
     AbstractBayesianModel,
     BayesianModel,
     _check_components,
+    _check_reparam,
     _observe,
     _parameter_dims,
     _sample_noise,
@@ -59,7 +60,7 @@ class CohortModel(AbstractBayesianModel):
       the data's leading axis): the `subject` coordinate of the posterior's
       per-subject sites and data (ArviZ), and the names in data errors. Default
       `0 .. n_subjects - 1`.
-    - `conditional_on_noise`, `noise_key`: as for `BayesianModel`.
+    - `conditional_on_noise`, `noise_key`, `reparam`: as for `BayesianModel`.
 
     A cohort composes the model of one subject, `subject_model` (a
     `BayesianModel` with the shared priors, and a flat prior on the support of
@@ -85,6 +86,7 @@ class CohortModel(AbstractBayesianModel):
     n_subjects: int = eqx.field(static=True)
     subject_paths: tuple[str, ...] = eqx.field(static=True)
     subjects: tuple[Any, ...] = eqx.field(static=True)
+    _reparam: tuple[tuple[str, Any], ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -96,6 +98,7 @@ class CohortModel(AbstractBayesianModel):
         subjects: Sequence[Any] | None = None,
         conditional_on_noise: bool = False,
         noise_key: Any = None,
+        reparam: Mapping[str, Any] | None = None,
     ):
         n_subjects, self.subjects = _subject_ids(n_subjects, subjects)
         _check_components(sim, likelihood)
@@ -137,6 +140,8 @@ class CohortModel(AbstractBayesianModel):
                 "(an inference.Hierarchical prior); with shared parameters only, use "
                 "BayesianModel with batch=True in nuts/map_estimate."
             )
+        self._reparam = ()
+        self._reparam = _check_reparam(reparam, self.prior_model)
 
     # ------------------------------------------------------------------ the model
     def _sample_parameters(self) -> dict[str, Any]:
@@ -153,8 +158,9 @@ class CohortModel(AbstractBayesianModel):
 
     def numpyro_model(self, data: Any = None) -> None:
         """The cohort's NumPyro model; `data` `(n_subjects, ...)` or None."""
-        theta = self._sample_parameters()
-        noise = _sample_noise(self.likelihood)
+        with self._reparametrised():
+            theta = self._sample_parameters()
+            noise = _sample_noise(self.likelihood)
         prediction, ok = self.predict(theta)
         observed = None if data is None else self._prepare(data)
         failed = jnp.sum(jnp.where(ok, 0.0, -jnp.inf))
@@ -162,8 +168,9 @@ class CohortModel(AbstractBayesianModel):
 
     def prior_model(self) -> None:
         """The priors alone (group, per-subject, shared and noise parameters), as NumPyro."""
-        self._sample_parameters()
-        _sample_noise(self.likelihood)
+        with self._reparametrised():
+            self._sample_parameters()
+            _sample_noise(self.likelihood)
 
     def _prepare(self, data: Any) -> Any:
         return jax.vmap(self.likelihood.prepare)(jnp.asarray(data))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import copy
 import difflib
 from collections.abc import Callable, Mapping
@@ -91,6 +92,8 @@ class AbstractBayesianModel(eqx.Module):
     _priors: eqx.AbstractVar[tuple[Any, ...]]
     # `{path: unit name}`, static and hashable: pairs in the order of `paths`
     _units: eqx.AbstractVar[tuple[tuple[str, str], ...]]
+    # NumPyro reparametrisations `(site, Reparam)` pairs, applied to the whole program
+    _reparam: eqx.AbstractVar[tuple[tuple[str, Any], ...]]
 
     @property
     def priors(self) -> dict[str, Any]:
@@ -101,6 +104,17 @@ class AbstractBayesianModel(eqx.Module):
     def units(self) -> dict[str, str]:
         """`{path: unit name}` of the inferred parameters (a new dict each time)."""
         return dict(self._units)
+
+    @property
+    def reparam(self) -> dict[str, Any]:
+        """`{site: numpyro.infer.reparam.Reparam}` as given (a new dict each time)."""
+        return dict(self._reparam)
+
+    def _reparametrised(self) -> Any:
+        """The context the program runs in: NumPyro's `reparam` handler, or nothing."""
+        if not self._reparam:
+            return contextlib.nullcontext()
+        return numpyro.handlers.reparam(config=dict(self._reparam))
 
     # ------------------------------------------------------------------ the program
     @abc.abstractmethod
@@ -204,16 +218,7 @@ class AbstractBayesianModel(eqx.Module):
 
     def latent_sites(self, key: Any = None) -> list[str]:
         """Names of the sampled (latent) sites, in the order of the flat vector."""
-        key = jax.random.key(0) if key is None else key
-        names: list[str] = []
-
-        def run(key):
-            tr = numpyro.handlers.trace(numpyro.handlers.seed(self.prior_model, key)).get_trace()
-            names.extend(k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"])
-            return 0
-
-        jax.eval_shape(run, key)  # traced abstractly: no prior is drawn, nothing compiles
-        return sorted(names)
+        return _latent_names(self.prior_model, key)
 
     def _compiled(self, name: Any, build: Callable) -> Any:
         """`build()` once per model and `name` (kept for callers): `inference._cache.compiled`.
@@ -225,6 +230,50 @@ class AbstractBayesianModel(eqx.Module):
 
 
 # ----------------------------------------------------------------------------- shared parts
+
+
+def _latent_names(program: Callable, key: Any = None) -> list[str]:
+    """The sampled, unobserved sites of the NumPyro `program()`, sorted.
+
+    Traced abstractly (`jax.eval_shape`): no prior is drawn, nothing compiles.
+    """
+    key = jax.random.key(0) if key is None else key
+    names: list[str] = []
+
+    def run(key):
+        tr = numpyro.handlers.trace(numpyro.handlers.seed(program, key)).get_trace()
+        names.extend(k for k, s in tr.items() if s["type"] == "sample" and not s["is_observed"])
+        return 0
+
+    jax.eval_shape(run, key)
+    return sorted(names)
+
+
+def _check_reparam(reparam: Any, program: Callable) -> tuple[tuple[str, Any], ...]:
+    """`reparam` as static `(site, Reparam)` pairs, each site a latent site of `program`."""
+    from numpyro.infer.reparam import Reparam
+
+    if reparam is None:
+        return ()
+    if not isinstance(reparam, Mapping):
+        raise ValueError(
+            f"reparam: expected a dict {{site: numpyro.infer.reparam.Reparam}}, got {reparam!r}."
+        )
+    sites = _latent_names(program)
+    for site, how in reparam.items():
+        if not isinstance(how, Reparam):
+            raise ValueError(
+                f"reparam[{site!r}]: expected a numpyro.infer.reparam.Reparam "
+                f"(LocScaleReparam, TransformReparam, ...), got {how!r}."
+            )
+        if site not in sites:
+            close = difflib.get_close_matches(str(site), sites, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(
+                f"reparam: {site!r} is not a latent site of this model{hint}; its latent "
+                f"sites are {sites}."
+            )
+    return tuple(reparam.items())
 
 
 def _sample_noise(likelihood: AbstractLikelihood) -> dict[str, Any]:
@@ -319,6 +368,14 @@ class BayesianModel(AbstractBayesianModel):
       be asked for by name; without it such a model is refused.
     - `noise_key`: the `jax.random` key of that fixed noise (with
       `conditional_on_noise=True`); ignored otherwise.
+    - `reparam`: NumPyro reparametrisations `{site: Reparam}`, applied to the
+      program with `numpyro.handlers.reparam` (so every sampler, the MAP and the
+      prior draws see them), e.g. `{"coupling.G": LocScaleReparam(0)}` to sample
+      a Normal prior's standardised value (site `"coupling.G_decentered"`; the
+      parameter itself becomes a deterministic site and stays in the posterior),
+      or `TransformReparam()` on a `TransformedDistribution` prior. Keys are latent
+      sites of the model (a path, `path.loc`/`.scale`/`.z` of a `Hierarchical`
+      prior, `likelihood.<name>`); another key is a ValueError listing them.
 
     A parameter the simulator does not have, a prior whose shape does not
     match, or whose support leaves the parameter's domain (a negative time
@@ -340,6 +397,7 @@ class BayesianModel(AbstractBayesianModel):
     n_regions: int = eqx.field(static=True)
     conditional_on_noise: bool = eqx.field(static=True)
     _simulate: Callable = eqx.field(static=True)
+    _reparam: tuple[tuple[str, Any], ...] = eqx.field(static=True)
 
     def __init__(
         self,
@@ -349,6 +407,7 @@ class BayesianModel(AbstractBayesianModel):
         *,
         conditional_on_noise: bool = False,
         noise_key: Any = None,
+        reparam: Mapping[str, Any] | None = None,
     ):
         _check_components(sim, likelihood)
         info = check_priors(sim, priors)
@@ -382,6 +441,8 @@ class BayesianModel(AbstractBayesianModel):
         self._units = tuple((p, info[p].unit) for p in self.paths)
         self.n_regions = n
         self._simulate = sim.function(list(self.paths), output="result")
+        self._reparam = ()
+        self._reparam = _check_reparam(reparam, self.prior_model)
 
     # ------------------------------------------------------------------ the model
     def _sample_parameters(self) -> dict[str, Any]:
@@ -410,8 +471,9 @@ class BayesianModel(AbstractBayesianModel):
         predictive). Use it with any NumPyro inference:
         `MCMC(NUTS(bmodel.numpyro_model), ...).run(key, data)`.
         """
-        theta = self._sample_parameters()
-        noise = _sample_noise(self.likelihood)
+        with self._reparametrised():
+            theta = self._sample_parameters()
+            noise = _sample_noise(self.likelihood)
         prediction, ok = self.predict(theta)
         observed = None if data is None else self.likelihood.prepare(data)
         failed = jnp.where(ok, 0.0, -jnp.inf)
@@ -419,8 +481,9 @@ class BayesianModel(AbstractBayesianModel):
 
     def prior_model(self) -> None:
         """The priors alone (parameters and noise parameters), as a NumPyro model."""
-        self._sample_parameters()
-        _sample_noise(self.likelihood)
+        with self._reparametrised():
+            self._sample_parameters()
+            _sample_noise(self.likelihood)
 
     # ------------------------------------------------------------------ checks
     def check_data(self, data: Any) -> Any:

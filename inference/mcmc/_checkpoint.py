@@ -22,9 +22,10 @@ def _fingerprint(bmodel, data, key, settings, init, batch) -> dict[str, Any]:
 
     The simulator's own settings (`Simulator.fingerprint`: `dt`, `duration`, `solver`,
     `monitor`, `network`, ...; its initial state as `sim.init`), the model's priors and
-    likelihood (digests of their process-independent tokens), the data (a digest), the
-    key (its data, readable), every sampler setting (`num_samples` included: a finished
-    run is not grown) and the starting points `init`.
+    likelihood (digests of their process-independent tokens), its reparametrisations
+    (when it has any), the data (a digest), the key (its data, readable), every sampler
+    setting (`num_samples` included: a finished run is not grown) and the starting
+    points `init`.
     """
     sim_settings = dict(bmodel.sim.fingerprint())
     sim_settings["sim.init"] = sim_settings.pop("init")  # `init` names nuts' own argument
@@ -44,7 +45,18 @@ def _fingerprint(bmodel, data, key, settings, init, batch) -> dict[str, Any]:
         "batch": bool(batch),
         "init": _init_text(init),
     }
+    if bmodel.reparam:  # only when given: checkpoints written without the field still resume
+        named["reparam"] = _reparam_text(bmodel.reparam)
     return {k: storage.describe(v) for k, v in named.items()}  # digests computed once
+
+
+def _reparam_text(reparam: dict[str, Any]) -> str:
+    """The reparametrisations by site, class and settings (their `vars`), readable."""
+    parts = [
+        f"{site}: {type(how).__name__}({sorted((k, repr(v)) for k, v in vars(how).items())})"
+        for site, how in sorted(reparam.items())
+    ]
+    return "; ".join(parts) or "none"
 
 
 def _init_text(init) -> Any:
