@@ -26,6 +26,7 @@ from .bank import PriorSpace, SimulationBank, simulate_bank
 from .cohort import CohortModel
 from .compare import compare
 from .evidence import Evidence, log_evidence
+from .lfo import lfo
 from .map import MAPResult, Mode, laplace, map_estimate
 from .mcmc import nuts
 from .model import BayesianModel, LogDensity, predictive
@@ -51,6 +52,7 @@ __all__ = [
     "SimulationBank",
     "diagnostics",
     "laplace",
+    "lfo",
     "likelihoods",
     "map_estimate",
     "nuts",

@@ -15,9 +15,9 @@ Time series: LOO treats the pointwise log-likelihood terms as exchangeable. Give
 parameters, the samples of a deterministic simulation with independent measurement noise
 (`likelihoods.TimeSeries`) are independent, so LOO measures interpolation of a left-out
 sample; where the residuals are autocorrelated (noise-driven models) it overstates how
-well a model forecasts, and leave-future-out cross-validation (`arviz_stats.lfo_cv`,
-which refits the model) is the honest measure. `compare` warns when the pointwise terms
-run along a time axis.
+well a model forecasts, and leave-future-out cross-validation (`inference.lfo`: the
+StateSpace likelihood's one-step predictive densities, refits by NUTS on the past) is
+the honest measure. `compare` warns when the pointwise terms run along a time axis.
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def compare(
             f"compare: the pointwise terms of {temporal} run along a time axis; LOO treats "
             "them as exchangeable (right for independent measurement noise on a deterministic "
             "simulation; for autocorrelated residuals it overstates forecasting, use "
-            "leave-future-out, arviz_stats.lfo_cv).",
+            "leave-future-out, inference.lfo).",
             UserWarning,
             stacklevel=2,
         )
