@@ -75,6 +75,8 @@ class MAPResult:
     _bmodel: AbstractBayesianModel | None = field(default=None, repr=False)
     _ld: LogDensity | None = field(default=None, repr=False)
     _data: Any = field(default=None, repr=False)
+    # the Hessian at `z` from `map_estimate`'s Newton steps (None without them)
+    _mode_hessian: np.ndarray | None = field(default=None, repr=False)
 
     def laplace(
         self,
@@ -212,7 +214,9 @@ VALLEY_POINTS = 7
 VALLEY = 1.0
 
 
-def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) -> tuple[Mode, ...]:
+def _group_modes(
+    bmodel, ld: LogDensity, data, z_ends, lps, log_density=None, hessians=None
+) -> tuple[Mode, ...]:
     """The separated modes among the starts' end points `z_ends (starts, d)`, best first.
 
     A start joins a mode when the log density along the straight segment between them
@@ -223,7 +227,8 @@ def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) ->
     covariances) are computed only when two or more modes lie within the window: a
     single mode has weight 1 without them (its `log_mass` is then NaN). `log_density`:
     `(n, d) -> (n,)`, the log density at points (the compiled one of `map_estimate`);
-    by default `ld.fn_data` vmapped.
+    by default `ld.fn_data` vmapped. `hessians`: `(starts, d, d)` at the end points (from
+    the Newton steps), used instead of computing them.
     """
     if log_density is None:
         fn = jax.jit(jax.vmap(ld.fn_data, (0, None)))
@@ -252,7 +257,7 @@ def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) ->
                 break
         else:
             if len(groups) < MAX_MODES:
-                groups.append(dict(z=z, lp=lp, n=1, examined=examined))
+                groups.append(dict(z=z, lp=lp, n=1, examined=examined, start=i))
             continue
         g["n"] += 1
     several = sum(g["examined"] for g in groups) > 1
@@ -260,7 +265,10 @@ def _group_modes(bmodel, ld: LogDensity, data, z_ends, lps, log_density=None) ->
     for g in groups:
         cov = None
         if several and g["examined"]:
-            hess, _ = _hessian(bmodel, ld, jnp.asarray(g["z"], dtype), data, "auto", warn=False)
+            if hessians is not None:
+                hess = hessians[g["start"]]
+            else:
+                hess, _ = _hessian(bmodel, ld, jnp.asarray(g["z"], dtype), data, "auto", warn=False)
             precision, lowest = _precision(hess)
             cov = np.linalg.inv(precision) if lowest > 0 else None
         covariances.append(cov)
@@ -429,8 +437,9 @@ def map_estimate(
     best_z = np.asarray(jnp.where(better[..., None], z_last, best_z))
     best_lp = np.asarray(jnp.where(better, lp_last, best_lp))
     history = np.concatenate(history, axis=1 if batch else 0)
+    hessians = None  # at each start's end point, from the Newton steps
     if newton > 0 and best_z.shape[-1] <= NEWTON_MAX_DIM:
-        best_z, best_lp = _polish(bmodel, fn_data, best_z, data_j, int(newton), batch)
+        best_z, best_lp, hessians = _polish(bmodel, fn_data, best_z, data_j, int(newton), batch)
     wall = time.perf_counter() - t0
     results = []
     for i in range(subjects if batch else 1):
@@ -472,11 +481,18 @@ def map_estimate(
                 wall_time=wall,
                 n_failed_starts=n_bad,
                 modes=_group_modes(
-                    bmodel, ld, data_i, pick(best_z), lps, _rows(evaluate, data_j, i, batch, lead)
+                    bmodel,
+                    ld,
+                    data_i,
+                    pick(best_z),
+                    lps,
+                    _rows(evaluate, data_j, i, batch, lead),
+                    None if hessians is None else pick(hessians),
                 ),
                 _bmodel=bmodel,
                 _ld=ld,
                 _data=jax.tree.map(pick, data) if batch else data,
+                _mode_hessian=None if hessians is None else pick(hessians)[j],
             )
         )
     return results if batch else results[0]
@@ -487,7 +503,7 @@ _NEWTON_LENGTHS = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.0)
 
 
 def _polish(bmodel, fn_data, z, data, steps: int, batch: bool):
-    """`map_estimate`'s Newton steps on every start: `(z, log density)` as NumPy arrays.
+    """`map_estimate`'s Newton steps on every start: `(z, log density, Hessian)` (NumPy).
 
     The Hessian is forward-over-reverse autodiff, or central differences of the gradient
     where forward mode fails through the model (a `custom_vjp`; recorded once per model,
@@ -511,13 +527,14 @@ def _polish(bmodel, fn_data, z, data, steps: int, batch: bool):
 
 
 def _newton_fn(fn_data, steps: int, batch: bool, forward: bool = True):
-    """Compiled `(z ([subjects,] starts, d), data) -> (z, log density)`: damped Newton steps.
+    """Compiled `(z ([subjects,] starts, d), data) -> (z, log density, Hessian)`: Newton steps.
 
     Each step solves `(-H + lam I) s = g` through the eigendecomposition of `-H`
     (`lam` lifts its smallest eigenvalue to 1e-3 + 1e-6 times its largest when it is
     below: a Levenberg-Marquardt step, an ascent direction) and moves by
     the best of `_NEWTON_LENGTHS` times `s`; a length of 0 keeps the point, so the log
-    density never falls. Non-finite densities count as -inf.
+    density never falls. Non-finite densities count as -inf. The Hessian returned,
+    `([subjects,] starts, d, d)`, is the one at the final point.
     """
     lengths = jnp.asarray(_NEWTON_LENGTHS)
 
@@ -529,19 +546,23 @@ def _newton_fn(fn_data, steps: int, batch: bool, forward: bool = True):
         return jax.hessian(fn_data)(z, data) if forward else _central_hessian(fn_data, z, data)
 
     def one(z, data):
-        def step(z, _):
+        def step(z, last):
             g = jax.grad(fn_data)(z, data)
-            w, v = jnp.linalg.eigh(-hessian(z, data))
+            hess = hessian(z, data)
+            w, v = jnp.linalg.eigh(-hess)
             floor = 1e-3 + 1e-6 * jnp.max(jnp.abs(w))  # float32: condition numbers to 1e6
             w = w + jnp.maximum(0.0, floor - jnp.min(w))
             s = v @ ((v.T @ g) / w)
-            s = jnp.where(jnp.all(jnp.isfinite(s)), s, 0.0)
+            s = jnp.where(jnp.all(jnp.isfinite(s)) & ~last, s, 0.0)
             trials = z[None, :] + lengths[:, None] * s[None, :]
             lps = jax.vmap(value, (0, None))(trials, data)
-            return trials[jnp.argmax(lps)], None
+            return trials[jnp.argmax(lps)], hess
 
-        z, _ = jax.lax.scan(step, z, None, length=steps)
-        return z, value(z, data)
+        # `steps` steps, then one that stays (`last`): the Hessian at the final point, for
+        # the Laplace approximation and the modes' masses without another compiled Hessian
+        last = jnp.arange(steps + 1) == steps
+        z, hessians = jax.lax.scan(step, z, last)
+        return z, value(z, data), hessians[-1]
 
     starts = jax.vmap(one, (0, None))
     return jax.jit(jax.vmap(starts, (0, 0)) if batch else starts)
@@ -658,7 +679,8 @@ def _factor(result: MAPResult, how: str):
     """`(mode z, Cholesky factor of the covariance, how the Hessian was computed)`.
 
     With `how="auto"`, the covariance `map_estimate` already computed for the best mode
-    (`modes[0].covariance`, present when several modes were weighed) is reused.
+    (`modes[0].covariance`, present when several modes were weighed) is reused, or the
+    Hessian its Newton steps computed at the mode.
     """
     z = jnp.asarray(result.z)
     best = result.modes[0] if result.modes else None
@@ -666,8 +688,12 @@ def _factor(result: MAPResult, how: str):
         cov = np.asarray(best.covariance, dtype=np.float64)
         used = "fd" if _no_forward_mode(result._bmodel) else "autodiff"
     else:
-        data = jax.tree.map(jnp.asarray, result._data)
-        hess, used = _hessian(result._bmodel, result._ld, z, data, how)
+        if how == "auto" and result._mode_hessian is not None:  # from the Newton steps
+            hess = result._mode_hessian
+            used = "fd" if _no_forward_mode(result._bmodel) else "autodiff"
+        else:
+            data = jax.tree.map(jnp.asarray, result._data)
+            hess, used = _hessian(result._bmodel, result._ld, z, data, how)
         precision, lowest = _precision(hess)
         if not lowest > 0:
             raise RuntimeError(

@@ -404,6 +404,20 @@ def test_laplace_matches_nuts_on_a_near_gaussian_posterior(bmodel, data, posteri
     np.testing.assert_array_equal(tree["observed_data"]["obs"].values, np.asarray(data))
 
 
+def test_newton_hessian_serves_the_laplace(sim, data):
+    """The Newton steps' Hessian at the mode is the Laplace one: no second compiled Hessian."""
+    bmodel = inf.BayesianModel(sim, PRIORS, L.TimeSeries(sigma=SIGMA))  # its own cache
+    fit = inf.map_estimate(
+        bmodel, data, jax.random.key(0), steps=200, num_starts=4, newton=3, progress=False
+    )
+    lap = fit.laplace(jax.random.key(1), num_draws=10, posterior_predictive=False)
+    ld = bmodel.logdensity(data)
+    hess = np.asarray(jax.jit(jax.hessian(ld.fn))(jnp.asarray(fit.z)), dtype=np.float64)
+    np.testing.assert_allclose(lap.info["covariance"], np.linalg.inv(-hess), rtol=2e-3)
+    assert lap.info["hessian"] == "autodiff"
+    assert ("hessian", "autodiff") not in bm.cache.names(bmodel)
+
+
 def test_sbc_of_nuts_through_calibrate():
     """NUTS is calibrated: SBC over 30 prior draws, one batched sampler, via `calibrate`.
 
