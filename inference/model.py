@@ -232,6 +232,41 @@ class AbstractBayesianModel(eqx.Module):
 # ----------------------------------------------------------------------------- shared parts
 
 
+def forward_gradient(fn_data: Callable) -> Callable:
+    """`fn_data(flat, data)` whose gradient (reverse mode from outside) runs in forward mode.
+
+    A `jax.custom_vjp`: its forward pass computes the value and the `d` directional
+    derivatives along the unit vectors (one `jax.jvp`, vmapped over the tangents), and
+    its backward pass scales that gradient. A sampler that calls `jax.value_and_grad`
+    then pays `d` tangent propagations alongside one simulation instead of a simulation
+    and its reverse sweep (which stores the trajectory): cheaper for few parameters.
+    Not differentiable twice (a custom VJP): Hessians use the plain function.
+    """
+
+    @jax.custom_vjp
+    def wrapped(flat, data):
+        return fn_data(flat, data)
+
+    def value_and_gradient(flat, data):
+        def along(tangent):
+            return jax.jvp(lambda z: fn_data(z, data), (flat,), (tangent,))
+
+        eye = jnp.eye(flat.shape[0], dtype=flat.dtype)
+        value, slopes = jax.vmap(along, out_axes=(None, 0))(eye)
+        return value, slopes
+
+    def fwd(flat, data):
+        value, grad = value_and_gradient(flat, data)
+        return value, (grad, data)
+
+    def bwd(residual, cotangent):
+        grad, data = residual
+        return cotangent * grad, jax.tree.map(jnp.zeros_like, data)
+
+    wrapped.defvjp(fwd, bwd)
+    return wrapped
+
+
 def _latent_names(program: Callable, key: Any = None) -> list[str]:
     """The sampled, unobserved sites of the NumPyro `program()`, sorted.
 

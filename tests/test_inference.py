@@ -404,6 +404,37 @@ def test_laplace_matches_nuts_on_a_near_gaussian_posterior(bmodel, data, posteri
     np.testing.assert_array_equal(tree["observed_data"]["obs"].values, np.asarray(data))
 
 
+def test_forward_mode_gradient(bmodel, data, posteriors):
+    """Few parameters: the samplers' gradient runs in forward mode, the same numbers."""
+    from inference.mcmc._nuts import FORWARD_MAX, _gradient
+    from inference.model import forward_gradient
+
+    ld = bmodel.logdensity(data)
+    d = jnp.asarray(data)
+    for z in (ld.init, ld.init + 0.3):
+        v_rev, g_rev = jax.value_and_grad(ld.fn_data)(z, d)
+        v_fwd, g_fwd = jax.jit(jax.value_and_grad(forward_gradient(ld.fn_data)))(z, d)
+        assert float(v_fwd) == pytest.approx(float(v_rev), rel=1e-6)
+        np.testing.assert_allclose(g_fwd, g_rev, rtol=1e-4, atol=1e-6 * float(jnp.abs(g_rev).max()))
+    # the fixtures' runs (2 parameters) used it, and recovered the truth (test above)
+    assert {p.info["gradient"] for p in posteriors.values()} == {"forward"}
+    assert _gradient("auto", ld, d) == "forward" and _gradient("reverse", ld, d) == "reverse"
+    wide = ld._replace(size=FORWARD_MAX + 1)
+    assert _gradient("auto", wide, d) == "reverse"
+    with pytest.raises(ValueError, match="gradient: expected 'auto', 'forward' or 'reverse'"):
+        _gradient("jvp", ld, d)
+
+    def no_forward(z, data):  # a custom VJP, as delayed lane-batched simulators have
+        f = jax.custom_vjp(lambda x: jnp.sum(x**2))
+        f.defvjp(lambda x: (f(x), x), lambda x, g: (2 * g * x,))
+        return f(z)
+
+    odd = ld._replace(fn_data=no_forward)
+    assert _gradient("auto", odd, d) == "reverse"
+    with pytest.raises(ValueError, match="gradient: 'forward' mode is unavailable"):
+        _gradient("forward", odd, d)
+
+
 def test_newton_hessian_serves_the_laplace(sim, data):
     """The Newton steps' Hessian at the mode is the Laplace one: no second compiled Hessian."""
     bmodel = inf.BayesianModel(sim, PRIORS, L.TimeSeries(sigma=SIGMA))  # its own cache
