@@ -378,12 +378,16 @@ def _gradient(gradient: str, ld, data, bmodel: Any = None) -> str:
     from ..map import _no_forward_mode
 
     known = _no_forward_mode(bmodel) if bmodel is not None else []
+    # probed once per model (a second dataset traces nothing new)
+    probed = _cache.compiled(bmodel, ("forward-mode-probed",), list) if bmodel is not None else []
     try:
         if known:
             raise TypeError(f"forward mode failed before ({known[0]})")
-        # lowered, not compiled: forward mode through a custom_vjp fails only here
-        jvp = jax.jit(lambda z, t: jax.jvp(lambda x: ld.fn_data(x, data), (z,), (t,)))
-        jvp.lower(ld.init, ld.init)
+        if not probed:
+            # lowered, not compiled: forward mode through a custom_vjp fails only here
+            jvp = jax.jit(lambda z, t: jax.jvp(lambda x: ld.fn_data(x, data), (z,), (t,)))
+            jvp.lower(ld.init, ld.init)
+            probed.append(True)
     except Exception as err:  # noqa: BLE001 - forward mode through a custom_vjp
         if bmodel is not None and not known:
             known.append(type(err).__name__)
