@@ -70,7 +70,7 @@ def lfo(
     `refits` (the origins refitted, as sample indices), `n_refits`.
 
     **Raises:** ValueError for a model whose likelihood is not `StateSpace`, a cohort
-    or batched model, data of another shape, or a `posterior` without the pointwise
+    model, `batch=True`, data of another shape, or a `posterior` without the pointwise
     log-likelihood.
     """
     import arviz_stats
@@ -92,6 +92,8 @@ def lfo(
             "data: lfo needs a complete series (NaN marks the future in the refits); got "
             f"{int(np.isnan(observed).sum())} missing values."
         )
+    if nuts_kwargs.get("batch"):
+        raise ValueError("batch: lfo scores one series; call it once per dataset.")
     n_time = observed.shape[0]
     kwargs = {"progress": False, **nuts_kwargs}
     if posterior is None:

@@ -114,23 +114,15 @@ class MAPResult:
         if self._ld is None:
             raise ValueError("to_posterior: this MAPResult has no model attached.")
         key = jax.random.key(0) if key is None else key
-        bmodel = self._bmodel
         samples = {k: np.asarray(v)[None, None] for k, v in self.params.items()}
-        log_lik = draws_pred = None
-        if posterior_predictive:
-            log_lik, draws_pred = predictive(bmodel, samples, self._data, key, batch_size=1)
-        dims, coords = bmodel.dims()
-        return Posterior(
-            samples=samples,
-            sample_stats={"lp": np.full((1, 1), self.log_density)},
-            units=dict(self.units),
-            method="map",
-            observed=np.asarray(bmodel.check_data(self._data)),
-            log_likelihood=log_lik,
-            posterior_predictive=draws_pred,
-            dims=dims,
-            coords=coords,
-            info={"mode_log_density": self.log_density, "wall_time": self.wall_time},
+        return _one_chain_posterior(
+            self,
+            "map",
+            samples,
+            np.full((1, 1), self.log_density),
+            key if posterior_predictive else None,
+            {"mode_log_density": self.log_density, "wall_time": self.wall_time},
+            batch_size=1,
         )
 
     def to_arviz(self, key: Any = None) -> Any:
@@ -737,31 +729,44 @@ def laplace(
     mean, chol = _gaussian(result, hessian)
     eps = jax.random.normal(key, (int(num_draws), mean.shape[0]), dtype=mean.dtype)
     flat = mean[None, :] + eps @ chol.T
-    ld, bmodel = result._ld, result._bmodel
+    ld = result._ld
     samples = jax.jit(jax.vmap(ld.constrain))(flat)
     samples = {k: np.asarray(v)[None] for k, v in samples.items()}
     lp_fn = jax.vmap(ld.fn_data, (0, None))
     lp = np.asarray(jax.jit(lp_fn)(flat, jax.tree.map(jnp.asarray, result._data)))[None]
-    dims, coords = bmodel.dims()
     cov = np.asarray(chol) @ np.asarray(chol).T
+    info = {
+        "num_draws": int(num_draws),
+        "hessian": _hessian_used(result, hessian),
+        "covariance": cov,
+        "mode_log_density": result.log_density,
+    }
+    pred_key = jax.random.fold_in(key, 1) if posterior_predictive else None
+    return _one_chain_posterior(result, "laplace", samples, lp, pred_key, info)
+
+
+def _one_chain_posterior(result, method, samples, lp, pred_key, info, batch_size=64):
+    """A one-chain `Posterior` of `result`'s model and data (`laplace`, `to_posterior`).
+
+    `samples` `{site: (1, n, ...)}`, `lp` `(1, n)`; with a `pred_key`, the pointwise
+    log-likelihood and posterior predictive draws at every draw (`predictive`).
+    """
+    bmodel = result._bmodel
     log_lik = draws_pred = None
-    if posterior_predictive:
-        pred_key = jax.random.fold_in(key, 1)
-        log_lik, draws_pred = predictive(bmodel, samples, result._data, pred_key)
+    if pred_key is not None:
+        log_lik, draws_pred = predictive(
+            bmodel, samples, result._data, pred_key, batch_size=batch_size
+        )
+    dims, coords = bmodel.dims()
     return Posterior(
         samples=samples,
         sample_stats={"lp": lp},
         units=dict(bmodel.units),
-        method="laplace",
+        method=method,
         observed=np.asarray(bmodel.check_data(result._data)),
         log_likelihood=log_lik,
         posterior_predictive=draws_pred,
         dims=dims,
         coords=coords,
-        info={
-            "num_draws": int(num_draws),
-            "hessian": _hessian_used(result, hessian),
-            "covariance": cov,
-            "mode_log_density": result.log_density,
-        },
+        info=info,
     )

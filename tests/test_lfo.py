@@ -95,5 +95,7 @@ def test_lfo_refuses_what_it_cannot_score(problem):
     ts = inf.BayesianModel(det, {"model.lam": PRIOR}, L.TimeSeries(sigma=0.1))
     with pytest.raises(ValueError, match="StateSpace.*use LOO"):
         inf.lfo(ts, np.zeros((10, 2)), jax.random.key(0), min_observations=5)
+    with pytest.raises(ValueError, match="batch: lfo scores one series"):
+        inf.lfo(bmodel, data, jax.random.key(0), min_observations=5, posterior=post, batch=True)
     with pytest.raises(ValueError, match="shape"):
         inf.lfo(bmodel, data[:-1], jax.random.key(0), min_observations=5, posterior=post)
