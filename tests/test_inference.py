@@ -69,15 +69,18 @@ def bmodel(sim):
 
 @pytest.fixture(scope="session")
 def posteriors(bmodel, data):
-    """One NUTS run per backend on the same data, same settings."""
+    """One NUTS run per backend on the same data, same settings; NumPyro's chains
+    vectorized (so forward-mode gradients), BlackJAX's by the default layout (sequential
+    on the CPU, reverse mode): every recovery check below covers both layouts."""
     out = {}
-    for backend in ("numpyro", "blackjax"):
+    for backend, layout in (("numpyro", "vectorized"), ("blackjax", "auto")):
         out[backend] = inf.nuts(
             bmodel,
             data,
             jax.random.key(1),
             **NUTS_SETTINGS,
             backend=backend,
+            chain_method=layout,
         )
     return out
 
@@ -416,9 +419,13 @@ def test_forward_mode_gradient(bmodel, data, posteriors):
         v_fwd, g_fwd = jax.jit(jax.value_and_grad(forward_gradient(ld.fn_data)))(z, d)
         assert float(v_fwd) == pytest.approx(float(v_rev), rel=1e-6)
         np.testing.assert_allclose(g_fwd, g_rev, rtol=1e-4, atol=1e-6 * float(jnp.abs(g_rev).max()))
-    # the fixtures' runs (2 parameters) used it, and recovered the truth (test above)
-    assert {p.info["gradient"] for p in posteriors.values()} == {"forward"}
+    # the fixtures' vectorized run (2 parameters) used it and recovered the truth (test
+    # above); sequential chains differentiate in reverse mode
+    info = {b: (p.info["chain_method"], p.info["gradient"]) for b, p in posteriors.items()}
+    assert info == {"numpyro": ("vectorized", "forward"), "blackjax": ("sequential", "reverse")}
     assert _gradient("auto", ld, d) == "forward" and _gradient("reverse", ld, d) == "reverse"
+    assert _gradient("auto", ld, d, chain_method="sequential") == "reverse"
+    assert _gradient("forward", ld, d, chain_method="sequential") == "forward"
     wide = ld._replace(size=FORWARD_MAX + 1)
     assert _gradient("auto", wide, d) == "reverse"
     with pytest.raises(ValueError, match="gradient: expected 'auto', 'forward' or 'reverse'"):
@@ -433,6 +440,57 @@ def test_forward_mode_gradient(bmodel, data, posteriors):
     assert _gradient("auto", odd, d) == "reverse"
     with pytest.raises(ValueError, match="gradient: 'forward' mode is unavailable"):
         _gradient("forward", odd, d)
+
+
+def test_sequential_chains_run_the_vectorized_chains(bmodel, data):
+    """`chain_method`: the lanes map the same per-chain function either way (exactly, on a
+    toy step with chain-, subject- and shared arguments); both layouts sample; bad values
+    are named. (Whole NUTS runs of the two layouts agree in law, not draw by draw: one
+    accept/reject decision flipped by float rounding sends a chain elsewhere. Both
+    recover the truth: the fixture runs above, and test_starts.)"""
+    from inference.mcmc._lanes import _Lanes
+    from inference.mcmc._nuts import _chain_method
+
+    def step(c, shift, data):
+        return {"x": jnp.sin(c["x"]) * data + shift, "n": c["n"] + 1}, jnp.sum(c["x"] * data)
+
+    carry = {"x": jnp.arange(12.0).reshape(2, 3, 2), "n": jnp.zeros((2, 3), jnp.int32)}
+    data2 = jnp.asarray([[1.0, 2.0], [3.0, -1.0]])  # one row per subject
+    for subjects, c, d in (
+        (None, jax.tree.map(lambda x: x[0], carry), data2[0]),
+        (2, carry, data2),
+    ):
+        out = {
+            layout: _Lanes(subjects, layout).map(step, (0, None, None), data_axis=2)(c, 0.5, d)
+            for layout in ("vectorized", "sequential")
+        }
+        jax.tree.map(np.testing.assert_array_equal, out["sequential"], out["vectorized"])
+    runs = {
+        layout: inf.nuts(
+            bmodel,
+            data,
+            jax.random.key(1),
+            num_warmup=30,
+            num_samples=20,
+            num_chains=3,
+            chunk_size=25,
+            chain_method=layout,
+            gradient="reverse",
+            progress=False,
+            posterior_predictive=False,
+        )  # fmt: skip
+        for layout in ("vectorized", "sequential")
+    }
+    for layout, post in runs.items():
+        assert post.info["chain_method"] == layout and post.info["gradient"] == "reverse"
+        for name, draws in post.samples.items():
+            assert draws.shape == (3, 20) and np.all(np.isfinite(draws)), name
+            assert len(np.unique(draws[:, -1])) == 3  # each chain its own
+        assert post.sample_stats["n_steps"].shape == (3, 20)
+    on_cpu = jax.default_backend() == "cpu"
+    assert _chain_method("auto") == ("sequential" if on_cpu else "vectorized")
+    with pytest.raises(ValueError, match="chain_method: expected 'auto' or one of"):
+        inf.nuts(bmodel, data, jax.random.key(1), chain_method="parallel", progress=False)
 
 
 def test_newton_hessian_serves_the_laplace(sim, data):
@@ -509,7 +567,8 @@ def test_checkpoint_resume_continues_the_same_chain(
     bmodel, data, posteriors, tmp_path, monkeypatch
 ):
     """Interrupted after 3 of 5 chunks, resumed from the checkpoint: the same draws as one run."""
-    full = posteriors["numpyro"]  # key 1, the same settings
+    full = posteriors["numpyro"]  # key 1, the same settings (chains vectorized)
+    settings = dict(NUTS_SETTINGS, chain_method="vectorized")
     path = tmp_path / "run.ckpt"
     from inference import mcmc
 
@@ -524,7 +583,7 @@ def test_checkpoint_resume_continues_the_same_chain(
 
     monkeypatch.setattr(mcmc._NumPyroSampler, "run", interrupted_run)
     with pytest.warns(UserWarning, match="interrupted after 390 of 650"):
-        partial = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **NUTS_SETTINGS)
+        partial = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **settings)
     assert partial.info["interrupted"] and partial.n_draws == 240
     assert partial.log_likelihood is None  # no predictive on an interrupted run
     monkeypatch.setattr(mcmc._NumPyroSampler, "run", real_run)
@@ -533,12 +592,12 @@ def test_checkpoint_resume_continues_the_same_chain(
     from brainmass import cache as _cache
 
     monkeypatch.setattr(_cache, "_tables", {})
-    resumed = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **NUTS_SETTINGS)
+    resumed = inf.nuts(bmodel, data, jax.random.key(1), checkpoint=path, **settings)
     assert resumed.info["resumed"] and resumed.n_draws == 500
     np.testing.assert_allclose(resumed.samples["model.lam"], full.samples["model.lam"], rtol=1e-6)
     np.testing.assert_array_equal(resumed.sample_stats["n_steps"], full.sample_stats["n_steps"])
     with pytest.raises(ValueError, match="belongs to another run"):
-        inf.nuts(bmodel, data, jax.random.key(5), checkpoint=path, **NUTS_SETTINGS)
+        inf.nuts(bmodel, data, jax.random.key(5), checkpoint=path, **settings)
 
 
 def test_loo_prefers_the_true_model(posteriors, bmodel, data, sim):

@@ -138,7 +138,7 @@ class _BlackJAXSampler:
 
         fn = _cache.compiled(
             self.bmodel,
-            self._key + ("warmup", lanes.subjects is None),
+            self._key + ("warmup", lanes.key),
             lambda: jax.jit(lanes.map(one, (0, None), data_axis=1)),
         )
         return fn(carry, data)
@@ -176,7 +176,7 @@ def _init_lanes(bmodel, key: tuple, one, inits, rng, imm, data, lanes):
     """
     fn = _cache.compiled(
         bmodel,
-        key + ("init", lanes.subjects is None),
+        key + ("init", lanes.key),
         lambda: jax.jit(lanes.map(one, (0, 0, 0, None), data_axis=3)),
     )
     keys = jax.random.split(_typed(rng), inits.shape[:-1])
@@ -200,20 +200,35 @@ def _inverse_mass(inits, metric, dense: bool):
 def _run_chunk(bmodel, key: tuple, step, lanes, n: int, carry, data):
     """`n` sampler steps over the chains' lanes as one compiled scan: `(carry, draws, stats)`.
 
-    Both backends run this: `step(carry, data) -> (carry, (position, stats))`. The compiled
-    scan is built once per model, backend settings (`key`), chunk length and batching, and
+    Both backends run this: `step(carry, data) -> (carry, (position, stats))`. Vectorized
+    chains scan a vmapped step; sequential chains each scan their own `n` steps, one
+    chain after another (`_Lanes`). The compiled
+    scan is built once per model, backend settings (`key`), chunk length and lanes, and
     kept in `brainmass.cache`; draws come back with the draw axis after the chains'.
     """
 
     def build():
-        stepped = lanes.map(step, (0, None), data_axis=1)
+        if lanes.sequential:  # each chain runs its whole chunk, then the next chain
+            lead = 1 if lanes.subjects is None else 2  # where the draw axis lands
 
-        def chunk(carry, data):
-            return jax.lax.scan(lambda c, _: stepped(c, data), carry, None, length=n)
+            def one_chain(c, data):
+                return jax.lax.scan(lambda c, _: step(c, data), c, None, length=n)
+
+            chains = lanes.map(one_chain, (0, None), data_axis=1)
+
+            def chunk(carry, data):
+                carry, out = chains(carry, data)
+                return carry, jax.tree.map(lambda x: jnp.moveaxis(x, lead, 0), out)
+
+        else:  # one vmapped step of every chain at each iteration
+            stepped = lanes.map(step, (0, None), data_axis=1)
+
+            def chunk(carry, data):
+                return jax.lax.scan(lambda c, _: stepped(c, data), carry, None, length=n)
 
         return jax.jit(chunk)
 
-    fn = _cache.compiled(bmodel, key + ("run", n, lanes.subjects is None), build)
+    fn = _cache.compiled(bmodel, key + ("run", n, lanes.key), build)
     carry, (z, st) = fn(carry, data)
     return carry, _draws_last(z, 1), {k: _draws_last(v, 0) for k, v in st.items()}
 

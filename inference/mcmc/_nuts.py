@@ -22,7 +22,7 @@ from ..priors import Hierarchical
 from ..results import Posterior
 from ._backends import _BlackJAXSampler, _NumPyroSampler
 from ._checkpoint import _Checkpoint, _fingerprint
-from ._lanes import _Lanes
+from ._lanes import CHAIN_METHODS, _Lanes
 from ._starts import MAP_NEWTON, MODE_WEIGHT, _initial_points
 
 BACKENDS = ("numpyro", "blackjax")
@@ -44,6 +44,7 @@ def nuts(
     dense_mass: bool | str = "auto",
     adapt_metric: bool | str = "auto",
     gradient: str = "auto",
+    chain_method: str = "auto",
     batch: bool = False,
     chunk_size: int = 100,
     checkpoint: str | os.PathLike | None = None,
@@ -61,7 +62,7 @@ def nuts(
     - `key`: a `jax.random` key; the same key gives the same draws.
     - `num_warmup`, `num_samples`: iterations of adaptation (step size and the
       mass matrix; discarded) and of sampling, per chain.
-    - `num_chains`: chains, run as one vectorised batch.
+    - `num_chains`: chains (see `chain_method`).
     - `backend`: `"numpyro"` (NumPyro's NUTS kernel and adaptation) or
       `"blackjax"` (BlackJAX's `nuts` after `window_adaptation`).
     - `init`: where chains start. `"map"` (default): a multi-start MAP
@@ -110,9 +111,18 @@ def nuts(
     - `gradient`: how the sampler differentiates the log density: `"reverse"` mode
       (one simulation and its reverse sweep, whatever the parameter count),
       `"forward"` (one simulation carrying `d` tangents: cheaper for few parameters,
-      and no stored trajectory) or `"auto"` (default): forward up to 8 parameters
-      where the model has a forward mode, reverse above (measured: forward takes
-      0.4-0.6x the time of reverse at 1-7 parameters, 1.8x at 10).
+      and no stored trajectory) or `"auto"` (default): with vectorized chains, forward
+      up to 8 parameters where the model has a forward mode, reverse above (measured,
+      4 chains vmapped: forward takes 0.4-0.6x the time of reverse at 1-7 parameters,
+      1.8x at 10); with sequential chains, reverse (one chain: forward takes 1.1-10x).
+    - `chain_method`: how the chains run: `"vectorized"` (one `jax.vmap`: chains side
+      by side, each draw as long as the longest chain's trajectory), `"sequential"`
+      (one chain after another inside the same compiled call, each with its own
+      trajectories) or `"auto"` (default): sequential on the CPU, vectorized on an
+      accelerator. Measured on the CPU: vmapped chains cost 1.3-2x the CPU time of
+      sequential ones end to end (4 chains; the DCM-ERP source, the Jansen-Rit EEG case,
+      a 68-region Hopf network), whose value-and-gradient costs 2-22x one chain's when
+      vmapped over 4. Either layout gives the same posterior.
     - `batch`: `data` holds several datasets on its first axis; they are
       sampled at once (one vmapped sampler) and a list of posteriors returned.
     - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
@@ -167,6 +177,7 @@ def nuts(
         raise ValueError(
             f"bmodel: expected an inference.BayesianModel or CohortModel, got {bmodel!r}."
         )
+    layout = _chain_method(chain_method)
     subjects = _subjects(bmodel, data, batch)
     first = jax.tree.map(lambda x: x[0], data) if batch else data
     k_init, k_run, k_pred = jax.random.split(key, 3)
@@ -182,13 +193,15 @@ def nuts(
         dense_mass=_dense(dense_mass, ld.size, bmodel),
         adapt_metric=_check_adapt_metric(adapt_metric),
         modes=modes,
-        gradient=_gradient(gradient, ld, jax.tree.map(jnp.asarray, first), bmodel),
+        chain_method=layout,
     )
+    first_j = jax.tree.map(jnp.asarray, first)
+    settings["gradient"] = _gradient(gradient, ld, first_j, bmodel, settings["chain_method"])
     data_j = jax.tree.map(jnp.asarray, data)
     store = None if checkpoint is None else _Checkpoint(Path(checkpoint))
     fingerprint = _fingerprint(bmodel, data, key, settings, init, batch)
     saved = store.load(fingerprint) if store is not None else None
-    lanes = _Lanes(subjects if batch else None)
+    lanes = _Lanes(subjects if batch else None, settings["chain_method"])
     backend_cls = _NumPyroSampler if backend == "numpyro" else _BlackJAXSampler
 
     if saved is None:
@@ -359,20 +372,24 @@ def _sampled(ld, settings: dict):
     return ld._replace(fn_data=forward_gradient(ld.fn_data))
 
 
-def _gradient(gradient: str, ld, data, bmodel: Any = None) -> str:
+def _gradient(gradient: str, ld, data, bmodel: Any = None, chain_method: str = "vectorized") -> str:
     """Resolve `gradient` ("auto", "forward" or "reverse") for the log density `ld`.
 
-    "auto": forward mode up to `FORWARD_MAX` parameters, where forward mode works
-    through the model (a `custom_vjp` in the simulation has none: checked by lowering
-    one JVP, nothing compiled, and a failure recorded on `bmodel` as for the Laplace
-    Hessian), reverse mode otherwise. Measured
-    (`benchmarks/inference.py` problems, 4 chains vmapped, one value and gradient;
-    forward / reverse time): 0.40 at d = 1 and 0.84 at d = 2 (a linear network, 2,000
-    steps), 0.55-0.59 at d = 7 (the Jansen-Rit EEG case; its sampler also compiles in
-    2.7 s instead of 5.8 s), 1.83 at d = 10 (the DCM-ERP source).
+    "auto": with vectorized chains, forward mode up to `FORWARD_MAX` parameters, where
+    forward mode works through the model (a `custom_vjp` in the simulation has none:
+    checked by lowering one JVP, nothing compiled, and a failure recorded on `bmodel` as
+    for the Laplace Hessian), reverse mode otherwise; with sequential chains, reverse.
+    Measured on the CPU (`benchmarks/inference.py` problems, one value and gradient;
+    forward / reverse time): 4 chains vmapped, 0.40 at d = 1 and 0.84 at d = 2 (a
+    linear network, 2,000 steps), 0.55-0.59 at d = 7 (the Jansen-Rit EEG case),
+    1.83 at d = 10 (the DCM-ERP source); one chain, 1.1-3.3 (JR, ERP) and 5-10 at
+    d = 2-4 (Hopf networks of 4 and 68 regions): the d tangents are vmapped, and vmap
+    is what makes reverse mode slow over chains.
     """
     if gradient not in ("auto", "forward", "reverse"):
         raise ValueError(f"gradient: expected 'auto', 'forward' or 'reverse', got {gradient!r}.")
+    if gradient == "auto" and chain_method == "sequential":
+        return "reverse"
     if gradient == "reverse" or (gradient == "auto" and ld.size > FORWARD_MAX):
         return "reverse"
     from ..map import _no_forward_mode
@@ -398,6 +415,25 @@ def _gradient(gradient: str, ld, data, bmodel: Any = None) -> str:
             ) from err
         return "reverse"
     return "forward"
+
+
+def _chain_method(chain_method: str) -> str:
+    """Resolve `chain_method` ("auto", "vectorized" or "sequential").
+
+    "auto": sequential on the CPU, vectorized on an accelerator (where vmapped chains
+    run side by side). Measured on the CPU (`benchmarks/inference.py --chains`):
+    one value and gradient of 4 chains vmapped costs 2-22x one chain's (a 4-region Hopf
+    network: 22x; the Jansen-Rit EEG case: 12x; the DCM-ERP source: 2x), and vmapped
+    chains also pay the longest trajectory of every draw and NUTS's vmapped tree
+    building; whole runs took 1.3-2x the CPU time of sequential ones.
+    """
+    if chain_method == "auto":
+        return "sequential" if jax.default_backend() == "cpu" else "vectorized"
+    if chain_method not in CHAIN_METHODS:
+        raise ValueError(
+            f"chain_method: expected 'auto' or one of {CHAIN_METHODS}, got {chain_method!r}."
+        )
+    return chain_method
 
 
 def _dense(dense_mass: bool | str, d: int, bmodel: Any = None) -> bool:
