@@ -37,6 +37,7 @@ from .fitting import Positive as Positive
 from .fitting import Unbounded as Unbounded
 from .models.horn import HORNSeqNetwork as HORNSeqNetwork
 from .network import Network as Network
+from .recording import Recording as Recording
 from .simulator import ParameterInfo as ParameterInfo
 from .simulator import ParameterSpec as ParameterSpec
 from .simulator import Result as Result
@@ -61,6 +62,7 @@ __all__ = [
     "ParameterInfo",
     "ParameterSpec",
     "Positive",
+    "Recording",
     "Result",
     "SimulationError",
     "Simulator",
