@@ -146,6 +146,15 @@ class AbstractObjective(eqx.Module):
     """
 
     differentiable: ClassVar[bool] = True
+    # whether prediction and target are compared sample by sample (then a
+    # `brainmass.Recording` target is aligned with the simulator's sample times; else
+    # its period and channels are checked and every sample kept)
+    _same_samples: ClassVar[bool] = False
+
+    @property
+    def sample_aligned(self) -> bool:
+        """Whether the objective compares the two signals sample by sample."""
+        return self._same_samples
 
     @abc.abstractmethod
     def loss(self, prediction: Any, target: Any) -> Scalar:
@@ -171,6 +180,8 @@ class TimeSeriesRMSE(AbstractObjective):
     **Call arguments:** `prediction`, `target` of the same shape
     `(n_times, n_channels)`. **Returns:** a scalar in the signals' unit.
     """
+
+    _same_samples: ClassVar[bool] = True
 
     def loss(self, prediction: Any, target: Any) -> Scalar:
         """RMSE over all samples and channels."""
@@ -508,6 +519,11 @@ class Combined(AbstractObjective):
 
     objectives: tuple[Callable[[Any, Any], Any], ...]
     weights: tuple[float, ...]
+
+    @property
+    def sample_aligned(self) -> bool:
+        """Whether any part compares the signals sample by sample (user functions do)."""
+        return any(getattr(o, "sample_aligned", True) for o in self.objectives)
 
     def loss(self, prediction: Any, target: Any) -> Scalar:
         """The weighted sum of the terms."""

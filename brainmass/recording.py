@@ -372,7 +372,7 @@ class Recording(eqx.Module):
         return self
 
     # ------------------------------------------------------------------ alignment
-    def for_simulator(self, sim: Any, *, crop: bool = False) -> np.ndarray:
+    def for_simulator(self, sim: Any, *, crop: bool = False, times: bool = True) -> np.ndarray:
         """The signal aligned with `sim.run().signal`: `([epochs,] n_out, n_channels)`.
 
         Checks, each refusal naming what differs: the sampling period equals the
@@ -383,7 +383,9 @@ class Recording(eqx.Module):
         monitor records the initial state), so a resting-state recording's t = 0
         sample is dropped for a monitor without `initial=True`. Samples the simulator
         does not produce are refused unless `crop=True` (which drops them); the
-        signal is checked for NaN and flat channels (`check`).
+        signal is checked for NaN and flat channels (`check`). `times=False`: the
+        period and channels only, every sample kept (for comparisons of statistics,
+        such as FC or spectra, which do not need the same samples).
         """
         self.check()
         period = float(sim.period)
@@ -410,6 +412,8 @@ class Recording(eqx.Module):
                 f"signal: {self.n_channels} channels, but the simulator's monitor gives "
                 f"{len(channels)}; give the recording labels to match them by name."
             )
+        if not times:
+            return np.asarray(rec.signal)
         wanted = np.asarray(sim.loop_time)[sim.transient_samples :]
         if sim.records_initial:
             wanted = np.concatenate([[0.0], wanted])

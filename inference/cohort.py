@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, final
+from typing import Any, ClassVar, final
 
 import equinox as eqx
 import jax
@@ -74,6 +74,7 @@ class CohortModel(AbstractBayesianModel):
     shared ones; `obs` with a leading subject axis.
     """
 
+    _per_subject_data: ClassVar[bool] = True  # data: one dataset per subject
     sim: bm.Simulator
     _priors: tuple[Any, ...]
     likelihood: AbstractLikelihood
@@ -180,6 +181,7 @@ class CohortModel(AbstractBayesianModel):
         """Validate every subject's data; returns them prepared, `(n_subjects, ...)`."""
         if data is None:
             raise ValueError("data: expected the observed data, got None.")
+        data = self.observed(data)
         arr = np.asarray(data)
         if arr.ndim < 1 or arr.shape[0] != self.n_subjects:
             raise ValueError(

@@ -89,6 +89,7 @@ def log_evidence(
 
     if not isinstance(bmodel, AbstractBayesianModel):
         raise ValueError(f"bmodel: expected an inference.BayesianModel, got {bmodel!r}.")
+    data = bmodel.observed(data)
     if isinstance(posterior, MAPResult):
         masses = [m.log_mass for m in posterior.modes if np.isfinite(m.log_mass)]
         if not masses:  # one mode (its mass was not needed for the weights), or none

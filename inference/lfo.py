@@ -86,6 +86,7 @@ def lfo(
             "independent measurement noise (TimeSeries) the pointwise terms are exchangeable "
             "given the parameters: use LOO (inference.compare)."
         )
+    data = bmodel.observed(data)
     observed = np.asarray(bmodel.check_data(data), dtype=float)
     if np.isnan(observed).any():
         raise ValueError(

@@ -350,6 +350,7 @@ def map_estimate(
         raise ValueError(
             f"bmodel: expected an inference.BayesianModel or CohortModel, got {bmodel!r}."
         )
+    data = bmodel.observed(data, batch)
     from .mcmc import _subjects
 
     subjects = _subjects(bmodel, data, batch)

@@ -7,7 +7,7 @@ import contextlib
 import copy
 import difflib
 from collections.abc import Callable, Mapping
-from typing import Any, NamedTuple, final
+from typing import Any, ClassVar, NamedTuple, final
 
 import equinox as eqx
 import jax
@@ -94,6 +94,8 @@ class AbstractBayesianModel(eqx.Module):
     _units: eqx.AbstractVar[tuple[tuple[str, str], ...]]
     # NumPyro reparametrisations `(site, Reparam)` pairs, applied to the whole program
     _reparam: eqx.AbstractVar[tuple[tuple[str, Any], ...]]
+    # whether the data hold one dataset per subject on a leading axis (CohortModel)
+    _per_subject_data: ClassVar[bool] = False
 
     @property
     def priors(self) -> dict[str, Any]:
@@ -133,6 +135,36 @@ class AbstractBayesianModel(eqx.Module):
     def check_data(self, data: Any) -> Any:
         """Validate `data`; returns it prepared (as the likelihood compares it)."""
 
+    def observed(self, data: Any, batch: bool = False) -> Any:
+        """`data` with recordings turned into the simulator's signal layout.
+
+        A `brainmass.Recording` becomes `rec.for_simulator(self.sim)` (its period,
+        channels and sample times checked against the simulator's, channels reordered
+        by label, the t = 0 sample kept only where the monitor records it); a list of
+        recordings (a `CohortModel`'s subjects, or datasets with `batch=True`) is
+        stacked on a leading axis. Anything else is returned unchanged. Every sampler
+        and estimator calls this first, so they all accept recordings.
+        """
+        one = lambda rec: np.asarray(rec.for_simulator(self.sim))  # noqa: E731
+        stacked = batch or self._per_subject_data
+        if isinstance(data, bm.Recording):
+            if stacked:
+                raise ValueError(
+                    "data: one recording given where a dataset per subject is expected "
+                    "(a CohortModel, or batch=True): pass a list of recordings."
+                )
+            return one(data)
+        if isinstance(data, (list, tuple)) and data and all(
+            isinstance(d, bm.Recording) for d in data
+        ):
+            if not stacked:
+                raise ValueError(
+                    f"data: {len(data)} recordings given for one dataset; pass one "
+                    "recording, or batch=True to sample each."
+                )
+            return np.stack([one(d) for d in data])
+        return data
+
     @abc.abstractmethod
     def dims(self) -> tuple[dict[str, list[str]], dict[str, Any]]:
         """ArviZ dims `{site: [dim, ...]}` and coords `{dim: labels}`."""
@@ -147,6 +179,7 @@ class AbstractBayesianModel(eqx.Module):
         `potential_energy` of `numpyro_model` (log prior + log likelihood +
         log |Jacobian|).
         """
+        data = self.observed(data)
         self.check_data(data)
         key = jax.random.key(0) if key is None else key
         draws = self.sample_prior(key, 15)
@@ -525,6 +558,7 @@ class BayesianModel(AbstractBayesianModel):
         """Validate `data` against the simulator's output; returns it prepared (as compared)."""
         if data is None:
             raise ValueError("data: expected the observed data, got None.")
+        data = self.observed(data)
         return self.likelihood.prepare(data)
 
     # ------------------------------------------------------------------ labels
@@ -581,6 +615,7 @@ def predictive(
     **Returns:** `(log_likelihood, draws)`, each `(n_chains, n_draws, *obs_shape)`;
     `draws` is None for likelihoods that cannot draw data.
     """
+    data = bmodel.observed(data)
     latent = bmodel.latent_sites()
     missing = [s for s in latent if s not in samples]
     if missing:

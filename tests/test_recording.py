@@ -188,3 +188,64 @@ def test_for_simulator_refusals_name_what_differs():
         Recording.from_array(x[:6], 2.0, LABELS).for_simulator(sim)
     unlabelled = Recording.from_array(x, 2.0)  # matched by position
     np.testing.assert_array_equal(unlabelled.for_simulator(sim, crop=True), x[1:])
+
+
+# ----------------------------------------------------------------------------- consumers
+
+
+def test_inference_takes_a_recording_where_it_takes_an_array():
+    """The log density, the MAP and the data checks see `for_simulator`'s array."""
+    import jax
+    import numpyro.distributions as dist
+
+    import inference as inf
+
+    sim = _sim()
+    clean = np.asarray(sim.run().signal)  # (10, 3) at 2, ..., 20 ms
+    noisy = clean + 0.05 * _series(10)
+    # the recording starts at t = 0 (a sample the monitor does not take) and is in
+    # another channel order
+    full = np.concatenate([np.full((1, 3), 9.0, np.float32), noisy])[:, [2, 0, 1]]
+    rec = Recording.from_array(full, 2.0, ("c", "a", "b"))
+    priors = {"coupling.G": dist.Uniform(0.0, 0.5)}
+    bmodel = inf.BayesianModel(sim, priors, inf.likelihoods.TimeSeries(sigma=0.05))
+    with pytest.raises(ValueError, match="samples the simulator does not produce"):
+        bmodel.observed(rec)  # strict by default: the t = 0 sample is not the model's
+    rec = rec.crop(2.0)
+    np.testing.assert_array_equal(bmodel.observed(rec), noisy)
+    ld_rec, ld_arr = bmodel.logdensity(rec), bmodel.logdensity(noisy)
+    z = ld_arr.init + 0.3
+    assert float(ld_rec.fn(z)) == pytest.approx(float(ld_arr.fn(z)), rel=1e-6)
+    fits = [
+        inf.map_estimate(bmodel, d, jax.random.key(0), steps=20, num_starts=2, progress=False)
+        for d in (rec, noisy)
+    ]
+    np.testing.assert_allclose(fits[0].z, fits[1].z, rtol=1e-5)
+    with pytest.raises(ValueError, match="one recording given where a dataset per subject"):
+        bmodel.observed(rec, batch=True)
+    with pytest.raises(ValueError, match="2 recordings given for one dataset"):
+        bmodel.observed([rec, rec])
+    assert bmodel.observed([rec, rec], batch=True).shape == (2, 10, 3)
+
+
+def test_the_fitter_aligns_a_recording_target_by_its_objective():
+    sim = _sim()
+    x = _series(11)  # 0, 2, ..., 20 ms
+    rec = Recording.from_array(x[:, [1, 0, 2]], 2.0, ("b", "a", "c"))
+    params = {"coupling.G": bm.Positive(init=0.1)}
+    rmse = bm.objectives.TimeSeriesRMSE()
+    fc = bm.objectives.FCCorrelation()
+    assert rmse.sample_aligned and not fc.sample_aligned
+    assert bm.objectives.combine([(rmse, 1.0), (fc, 1.0)]).sample_aligned
+    assert not bm.objectives.combine([(fc, 1.0)]).sample_aligned
+    # sample by sample: the simulator's times (2, ..., 20 ms) with crop; by name
+    with pytest.raises(ValueError, match="samples the simulator does not produce"):
+        bm.Fitter(sim, params, rmse, rec, progress=False)
+    fit = bm.Fitter(sim, params, rmse, rec.crop(2.0), progress=False)
+    np.testing.assert_array_equal(np.asarray(fit.target), x[1:])
+    # FC compares statistics: every sample of a longer recording kept, channels by name
+    longer = Recording.from_array(_series(40)[:, [2, 0, 1]], 2.0, ("c", "a", "b"))
+    fit = bm.Fitter(sim, params, fc, longer, progress=False)
+    np.testing.assert_array_equal(np.asarray(fit.target), _series(40))
+    with pytest.raises(ValueError, match="every 4 ms, the simulator's monitor every 2 ms"):
+        bm.Fitter(sim, params, fc, Recording.from_array(_series(40), 4.0, LABELS))

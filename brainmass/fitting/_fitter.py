@@ -23,6 +23,7 @@ import optax
 from .. import cache
 from ..checks import check_int, check_key
 from ..errors import SimulationError
+from ..recording import Recording
 from ..simulator import Simulator
 from ..units import to_canonical
 from ._result import FitResult
@@ -91,7 +92,11 @@ class Fitter:
       unconstrained values $z$ of these transforms (see `ParameterSpace`).
     - `objective`: `objective(signal, target) -> scalar`, e.g. from
       `bm.objectives`; `signal` is `sim`'s output `(n_samples, n_channels)`.
-    - `target`: the second argument of the objective (an array or a pytree).
+    - `target`: the second argument of the objective (an array or a pytree), or a
+      `brainmass.Recording`: aligned with the simulator (`Recording.for_simulator`:
+      its period and channels checked, channels reordered by label, and, for an
+      objective comparing samples such as `TimeSeriesRMSE` or a user function, the
+      simulator's sample times picked).
     - `method`:
         - gradient methods (the default `"adam"`, `"adamw"`, `"sgd"`,
           `"rmsprop"`, `"adabelief"`, `"lion"`, or any
@@ -159,6 +164,8 @@ class Fitter:
                 f"objective: expected a function (signal, target) -> scalar, got {objective!r}."
             )
         self.objective = objective
+        if isinstance(target, Recording):  # aligned with the simulator (period, channels, times)
+            target = target.for_simulator(sim, times=getattr(objective, "sample_aligned", True))
         self.target = jax.tree.map(jnp.asarray, target)
         self.kind, self.method_name = _method_kind(method)
         self.method = method

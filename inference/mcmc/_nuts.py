@@ -177,6 +177,7 @@ def nuts(
         raise ValueError(
             f"bmodel: expected an inference.BayesianModel or CohortModel, got {bmodel!r}."
         )
+    data = bmodel.observed(data, batch)
     layout = _chain_method(chain_method)
     subjects = _subjects(bmodel, data, batch)
     first = jax.tree.map(lambda x: x[0], data) if batch else data
