@@ -154,8 +154,10 @@ class AbstractBayesianModel(eqx.Module):
                     "(a CohortModel, or batch=True): pass a list of recordings."
                 )
             return one(data)
-        if isinstance(data, (list, tuple)) and data and all(
-            isinstance(d, bm.Recording) for d in data
+        if (
+            isinstance(data, (list, tuple))
+            and data
+            and all(isinstance(d, bm.Recording) for d in data)
         ):
             if not stacked:
                 raise ValueError(
