@@ -8,7 +8,9 @@ unit, the time of its first sample, events, and for EEG/MEG the sensor positions
 
 Loaders: `Recording.from_array`, `from_text` (delimited text, a header row of labels
 read when present), `from_mat` (MATLAB files, the key chosen by the user) and
-`from_mne` (MNE-Python's `Raw`, `Epochs` and `Evoked`; the `brainmass[mne]` extra).
+`from_mne` (MNE-Python's `Raw`, `Epochs` and `Evoked`; the `brainmass[mne]` extra) and
+`from_nifti` (parcellated BOLD from a 4-D image and an atlas through nilearn; the
+`brainmass[nifti]` extra).
 
 Alignment with a simulator: `rec.for_simulator(sim)` returns the array a likelihood or
 objective compares with `sim.run().signal`, after checking that the sampling period is
@@ -288,6 +290,81 @@ class Recording(eqx.Module):
             kind=kind,
             positions=positions,
         )
+
+    @classmethod
+    def from_nifti(
+        cls,
+        img: Any,
+        atlas: Any,
+        *,
+        labels: Sequence[str] | dict[int, str] | None = None,
+        period: Any = None,
+        unit: str = "a.u.",
+        **masker_kwargs: Any,
+    ) -> Recording:
+        """Parcellated BOLD from a 4-D NIfTI image and a labels atlas (the `nifti` extra).
+
+        Each region's series is the mean over its voxels
+        (`nilearn.maskers.NiftiLabelsMasker`, the atlas resampled to the image; no
+        standardisation, detrending or filtering unless asked for in `masker_kwargs`).
+
+        **Arguments:**
+
+        - `img`: a 4-D image `(x, y, z, volumes)`, a path or a nibabel image.
+        - `atlas`: a 3-D labels image (integer region values, 0 the background).
+        - `labels`: names of the regions, in the order of their atlas values, or
+          `{atlas value: name}`; default the values as text. Regions the image does
+          not cover are dropped by the masker, and their names with them.
+        - `period`: the repetition time (a `brainunit` time or ms); default from the
+          image header (`pixdim[4]` in its time unit), refused when the header has
+          none.
+        """
+        try:
+            import nibabel as nib
+            from nilearn.maskers import NiftiLabelsMasker
+        except ImportError as err:
+            raise ImportError(
+                "Recording.from_nifti needs nilearn: `pip install 'brainmass[nifti]'`."
+            ) from err
+        image = nib.load(img) if isinstance(img, (str, os.PathLike)) else img
+        if len(image.shape) != 4:
+            raise ValueError(
+                f"img: expected a 4-D image (x, y, z, volumes), got shape {image.shape}."
+            )
+        if period is None:
+            tr = float(image.header.get_zooms()[3])
+            scale = {"sec": 1000.0, "msec": 1.0, "usec": 1e-3}.get(image.header.get_xyzt_units()[1])
+            if scale is None or not tr > 0:
+                raise ValueError(
+                    "period: the image header gives no repetition time (pixdim[4] "
+                    f"{tr}, time unit {image.header.get_xyzt_units()[1]!r}); pass period=."
+                )
+            period = tr * scale
+        options = dict(resampling_target="data", standardize=None)
+        options.update(masker_kwargs)
+        atlas_img = nib.load(atlas) if isinstance(atlas, (str, os.PathLike)) else atlas
+        masker = NiftiLabelsMasker(labels_img=atlas_img, **options)
+        series = np.asarray(masker.fit_transform(image))
+        columns = sorted(k for k in masker.region_ids_ if not isinstance(k, str))
+        ids = [masker.region_ids_[k] for k in columns]  # column -> atlas value
+        values = [int(v) for v in ids]
+        if labels is None:
+            names = [str(v) for v in values]
+        elif isinstance(labels, dict):
+            missing = [v for v in values if v not in labels]
+            if missing:
+                raise ValueError(f"labels: no name for the atlas values {missing[:8]}.")
+            names = [str(labels[v]) for v in values]
+        else:
+            every = np.unique(np.asarray(atlas_img.dataobj).astype(int))
+            atlas_values = [int(v) for v in every if v != 0]
+            if len(labels) != len(atlas_values):
+                raise ValueError(
+                    f"labels: {len(labels)} names for the atlas's {len(atlas_values)} regions."
+                )
+            by_value = dict(zip(atlas_values, labels, strict=True))
+            names = [str(by_value[v]) for v in values]
+        return cls.from_array(series, period, names, unit=unit, kind="bold")
 
     # ------------------------------------------------------------------ views
     @property

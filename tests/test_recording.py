@@ -249,3 +249,35 @@ def test_the_fitter_aligns_a_recording_target_by_its_objective():
     np.testing.assert_array_equal(np.asarray(fit.target), _series(40))
     with pytest.raises(ValueError, match="every 4 ms, the simulator's monitor every 2 ms"):
         bm.Fitter(sim, params, fc, Recording.from_array(_series(40), 4.0, LABELS))
+
+
+def test_from_nifti_averages_each_atlas_region(tmp_path):
+    """Against the voxel means computed here, the TR from the header, names by value."""
+    nib = pytest.importorskip("nibabel")
+    pytest.importorskip("nilearn")
+    rng = np.random.default_rng(0)
+    atlas = np.zeros((4, 4, 4), np.int16)
+    atlas[:2], atlas[2:, :2], atlas[2:, 2:] = 3, 12, 5  # values out of order, 0 background
+    atlas[0, 0, 0] = 0
+    data = rng.standard_normal((4, 4, 4, 6)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.eye(4))
+    img.header.set_xyzt_units("mm", "sec")
+    img.header["pixdim"][4] = 0.72
+    nib.save(img, tmp_path / "bold.nii.gz")
+    nib.save(nib.Nifti1Image(atlas, np.eye(4)), tmp_path / "atlas.nii.gz")
+    rec = Recording.from_nifti(tmp_path / "bold.nii.gz", tmp_path / "atlas.nii.gz",
+                               labels={3: "PreCG.L", 5: "SFG.L", 12: "MFG.L"})  # fmt: skip
+    assert rec.period == pytest.approx(720.0) and rec.kind == "bold"
+    assert rec.labels == ("PreCG.L", "SFG.L", "MFG.L")  # by atlas value, ascending
+    expected = np.stack([data[atlas == v].mean(axis=0) for v in (3, 5, 12)], axis=1)
+    np.testing.assert_allclose(rec.signal, expected, rtol=1e-5, atol=1e-6)
+    listed = Recording.from_nifti(img, tmp_path / "atlas.nii.gz", labels=["a", "b", "c"])
+    assert listed.labels == ("a", "b", "c")
+    img.header.set_xyzt_units("mm", "unknown")
+    with pytest.raises(ValueError, match="the image header gives no repetition time"):
+        Recording.from_nifti(img, tmp_path / "atlas.nii.gz")
+    assert Recording.from_nifti(img, tmp_path / "atlas.nii.gz", period=2000.0).period == 2000
+    with pytest.raises(ValueError, match="expected a 4-D image"):
+        Recording.from_nifti(tmp_path / "atlas.nii.gz", tmp_path / "atlas.nii.gz")
+    with pytest.raises(ValueError, match="2 names for the atlas's 3 regions"):
+        Recording.from_nifti(img, tmp_path / "atlas.nii.gz", labels=["a", "b"], period=1.0)
