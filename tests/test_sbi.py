@@ -231,10 +231,15 @@ def test_npe_on_a_simulator_trains_on_a_bank_with_failures(ou_sim):
         warnings.simplefilter("ignore")
         npe = npe.train(jax.random.key(11), 256, chunk_size=64, **{**TRAIN, "max_epochs": 30})
     assert npe.bank.n_failed > 0 and len(npe.bank) + npe.bank.n_failed == 256
-    signal = (
-        ou_sim.with_params({"coupling.G": 0.05, "model.lam": 0.12}).run(jax.random.key(12)).signal
-    )
+    res = ou_sim.with_params({"coupling.G": 0.05, "model.lam": 0.12}).run(jax.random.key(12))
+    signal = res.signal
     draws = npe.posterior(signal).sample(jax.random.key(13), 200)
+    # a recording of it (channels in reverse order) conditions on the same features
+    rec = bm.Recording.from_array(
+        np.asarray(signal)[:, ::-1], ou_sim.period, res.labels[::-1], start=float(res.time[0])
+    )
+    np.testing.assert_allclose(npe.features(rec), npe.features(signal), rtol=1e-6)
+    assert npe.features([rec, rec]).shape == (2, *npe.features(signal).shape)
     assert draws["coupling.G"].shape == (200,)
     assert np.all((draws["model.lam"] > 0.05) & (draws["model.lam"] < 0.2))
     assert "coupling.G" in repr(npe)

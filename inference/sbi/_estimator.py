@@ -369,15 +369,38 @@ class AbstractFlowEstimator(eqx.Module):
         )
 
     # ------------------------------------------------------------------ using
+    def observed_signal(self, observed: Any) -> Any:
+        """`observed` with `brainmass.Recording`s turned into the simulator's signal.
+
+        A recording becomes `rec.for_simulator(self.sim)` (period, channels and sample
+        times checked and aligned; its bare signal for an estimator without a
+        simulator); a list of recordings is stacked into a batch. Anything else is
+        returned unchanged.
+        """
+
+        def one(rec):
+            return np.asarray(rec.signal if self.sim is None else rec.for_simulator(self.sim))
+
+        if isinstance(observed, bm.Recording):
+            return one(observed)
+        if (
+            isinstance(observed, (list, tuple))
+            and observed
+            and all(isinstance(r, bm.Recording) for r in observed)
+        ):
+            return np.stack([one(r) for r in observed])
+        return observed
+
     def features(self, observed: Any) -> jax.Array:
         """Standardised conditioning features of observed signals.
 
         `observed`: one signal `(n_samples, n_channels)` as the simulator's monitor gives
-        it, or a batch `(m, n_samples, n_channels)`. Returns `(k,)` or `(m, k)` (or the
-        embedding's input shape).
+        it, or a batch `(m, n_samples, n_channels)`; or a `brainmass.Recording` (a list
+        of them for a batch), aligned with the simulator (`observed_signal`). Returns
+        `(k,)` or `(m, k)` (or the embedding's input shape).
         """
         self._need_trained()
-        obs = jnp.asarray(observed, dtype=float)
+        obs = jnp.asarray(self.observed_signal(observed), dtype=float)
         shape = self._signal_shape()
         if shape is not None and obs.shape[-2:] != shape or obs.ndim not in (2, 3):
             raise ValueError(

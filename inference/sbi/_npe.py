@@ -166,7 +166,8 @@ class NPE(AbstractFlowEstimator):
         **Arguments:**
 
         - `observed`: a signal `(n_samples, n_channels)` or a batch `(m, n_samples,
-          n_channels)`; its summaries are computed here.
+          n_channels)`, or a `brainmass.Recording` (a list for a batch); its summaries
+          are computed here.
         - `features`: instead, raw summary features `(*summary shape)` or `(m, *summary
           shape)` (as in a bank's `x`).
         """
@@ -174,7 +175,7 @@ class NPE(AbstractFlowEstimator):
         if (observed is None) == (features is None):
             raise ValueError("posterior: pass exactly one of observed= or features=.")
         if observed is not None:
-            obs = jnp.asarray(observed)
+            obs = jnp.asarray(self.observed_signal(observed))
             return NPEPosterior(self, self.features(obs), batch=obs.ndim == 3)
         raw = jnp.asarray(features, dtype=float)
         shape = tuple(self.summary.shape)
