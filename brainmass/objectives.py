@@ -34,6 +34,7 @@ import numpy as np
 from . import analysis
 from ._custom_types import Array
 from .analysis import Scalar
+from .recording import Recording
 from .units import MS, is_quantity
 
 __all__ = [
@@ -161,7 +162,13 @@ class AbstractObjective(eqx.Module):
         """The loss of `prediction` against `target` (a scalar), not compiled."""
 
     def __call__(self, prediction: Any, target: Any) -> Scalar:
-        """The loss of `prediction` against `target` (a scalar)."""
+        """The loss of `prediction` against `target` (a scalar).
+
+        A `brainmass.Recording` target gives its signal, checked for NaN and flat
+        channels (no simulator here to align it with: `Fitter` does that).
+        """
+        if isinstance(target, Recording):
+            target = target.check().signal
         return _compiled_loss(self, prediction, target)
 
 

@@ -281,3 +281,15 @@ def test_from_nifti_averages_each_atlas_region(tmp_path):
         Recording.from_nifti(tmp_path / "atlas.nii.gz", tmp_path / "atlas.nii.gz")
     with pytest.raises(ValueError, match="2 names for the atlas's 3 regions"):
         Recording.from_nifti(img, tmp_path / "atlas.nii.gz", labels=["a", "b"], period=1.0)
+
+
+def test_analysis_and_objectives_read_a_recordings_signal():
+    x = _series(50)
+    rec = Recording.from_array(x, 2.0, LABELS)
+    np.testing.assert_allclose(bm.analysis.fc(rec), bm.analysis.fc(x), rtol=1e-6)
+    fc = bm.objectives.FCCorrelation()
+    assert float(fc(x, rec)) == pytest.approx(float(fc(x, x)), rel=1e-6)
+    flat = x.copy()
+    flat[:, 0] = 1.0
+    with pytest.raises(ValueError, match="flat .* \\['a'\\]"):
+        bm.analysis.fc(Recording.from_array(flat, 2.0, LABELS))

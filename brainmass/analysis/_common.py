@@ -29,7 +29,16 @@ _PerTime = Float[Array, " *times"]
 
 
 def _as_signal(signal: Any, name: str = "signal", *, min_times: int = 1) -> Signal:
-    """A `(n_times, n_channels)` float array (a quantity is read in its own unit)."""
+    """A `(n_times, n_channels)` float array (a quantity is read in its own unit).
+
+    A `brainmass.Recording` gives its signal, checked for NaN and flat channels (the
+    sampling period is not read here: pass `period=rec.period` where one is needed).
+    """
+    from ..recording import Recording
+
+    if isinstance(signal, Recording):  # checked where concrete (not inside a trace)
+        traced = isinstance(signal.signal, jax.core.Tracer)
+        signal = signal.signal if traced else signal.check().signal
     if is_quantity(signal):
         signal = u.get_mantissa(signal)
     x = jnp.asarray(signal)
