@@ -202,9 +202,9 @@ def _run_chunk(bmodel, key: tuple, step, lanes, n: int, carry, data):
 
     Both backends run this: `step(carry, data) -> (carry, (position, stats))`. Vectorized
     chains scan a vmapped step; sequential chains each scan their own `n` steps, one
-    chain after another (`_Lanes`). The compiled
-    scan is built once per model, backend settings (`key`), chunk length and lanes, and
-    kept in `brainmass.cache`; draws come back with the draw axis after the chains'.
+    chain after another (`_Lanes`). The compiled scan is built once per model, backend
+    settings (`key`), chunk length and lanes, and kept in `brainmass.cache`; draws come
+    back with the draw axis after the chains'.
     """
 
     def build():

@@ -114,15 +114,17 @@ def nuts(
       and no stored trajectory) or `"auto"` (default): with vectorized chains, forward
       up to 8 parameters where the model has a forward mode, reverse above (measured,
       4 chains vmapped: forward takes 0.4-0.6x the time of reverse at 1-7 parameters,
-      1.8x at 10); with sequential chains, reverse (one chain: forward takes 1.1-10x).
+      1.8x at 10); with sequential chains, reverse (one chain: forward takes 0.65-2.7x
+      the time of reverse at 1 parameter, 1.5-10x at 2-10; `benchmarks/chain_layout.py`).
     - `chain_method`: how the chains run: `"vectorized"` (one `jax.vmap`: chains side
       by side, each draw as long as the longest chain's trajectory), `"sequential"`
       (one chain after another inside the same compiled call, each with its own
       trajectories) or `"auto"` (default): sequential on the CPU, vectorized on an
-      accelerator. Measured on the CPU: vmapped chains cost 1.3-2x the CPU time of
-      sequential ones end to end (4 chains; the DCM-ERP source, the Jansen-Rit EEG case,
-      a 68-region Hopf network), whose value-and-gradient costs 2-22x one chain's when
-      vmapped over 4. Either layout gives the same posterior.
+      accelerator. Measured on the CPU (`benchmarks/chain_layout.py`): vmapped chains
+      cost 1.3-2x the CPU time of sequential ones end to end (4 chains; the DCM-ERP
+      source, the Jansen-Rit EEG case, a 68-region Hopf network), whose value and
+      gradient cost 2-22x one chain's when vmapped over 4. Either layout samples the
+      same posterior (not the same draws: float rounding differs).
     - `batch`: `data` holds several datasets on its first axis; they are
       sampled at once (one vmapped sampler) and a list of posteriors returned.
     - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
@@ -383,9 +385,10 @@ def _gradient(gradient: str, ld, data, bmodel: Any = None, chain_method: str = "
     Measured on the CPU (`benchmarks/inference.py` problems, one value and gradient;
     forward / reverse time): 4 chains vmapped, 0.40 at d = 1 and 0.84 at d = 2 (a
     linear network, 2,000 steps), 0.55-0.59 at d = 7 (the Jansen-Rit EEG case),
-    1.83 at d = 10 (the DCM-ERP source); one chain, 1.1-3.3 (JR, ERP) and 5-10 at
-    d = 2-4 (Hopf networks of 4 and 68 regions): the d tangents are vmapped, and vmap
-    is what makes reverse mode slow over chains.
+    1.83 at d = 10 (the DCM-ERP source); one chain (`benchmarks/chain_layout.py`),
+    0.65-2.7 at d = 1, 3.3 (JR), 1.5 (ERP) and 5-10 at d = 2-4 (Hopf networks of 4 and
+    68 regions): the d tangents are vmapped, and vmap is what makes reverse mode slow
+    over chains.
     """
     if gradient not in ("auto", "forward", "reverse"):
         raise ValueError(f"gradient: expected 'auto', 'forward' or 'reverse', got {gradient!r}.")
@@ -422,7 +425,7 @@ def _chain_method(chain_method: str) -> str:
     """Resolve `chain_method` ("auto", "vectorized" or "sequential").
 
     "auto": sequential on the CPU, vectorized on an accelerator (where vmapped chains
-    run side by side). Measured on the CPU (`benchmarks/inference.py --chains`):
+    run side by side). Measured on the CPU (`benchmarks/chain_layout.py`):
     one value and gradient of 4 chains vmapped costs 2-22x one chain's (a 4-region Hopf
     network: 22x; the Jansen-Rit EEG case: 12x; the DCM-ERP source: 2x), and vmapped
     chains also pay the longest trajectory of every draw and NUTS's vmapped tree
