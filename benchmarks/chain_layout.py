@@ -9,8 +9,10 @@ Backs `inf.nuts(chain_method="auto")` (sequential on the CPU) and `gradient="aut
   Jansen-Rit EEG case of `inference.py --versus`, and Hopf networks of 4 regions (500
   and 2,500 steps, 1-4 parameters) and 68 regions (1-4 parameters).
 - `e2e`: whole `inf.nuts` runs, 4 chains x (warmup + samples), every default but
-  `chain_method`, each run in its own process: CPU seconds, minimum bulk ESS, ESS per
-  CPU-second, leapfrog steps a draw; ERP and JR on both backends, Hopf-68 on NumPyro.
+  `chain_method`, each run in its own process with its own compilation cache (cold,
+  then warm: the same call with the cache the cold run filled; a shared cache would
+  hand the second layout the MAP's compiled code): CPU seconds, minimum bulk ESS,
+  leapfrog steps a draw; ERP and JR on both backends, Hopf-68 on NumPyro.
 
 Usage: `python benchmarks/chain_layout.py [--parts grad e2e] [--warmup 200]
 [--samples 200]`. Figures of 2026-12-08 in benchmarks/README.md ("Chain layout").
@@ -24,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -160,24 +163,32 @@ def main(argv=None) -> int:
         print(f"\nnuts, 4 chains x ({args.warmup} + {args.samples}), own process per run")
         runs = [(p, b) for p in ("erp", "jr") for b in ("numpyro", "blackjax")]
         runs.append(("hopf68", "numpyro"))
+        print("  vectorized -> sequential; cold: an empty compilation cache of its own per")
+        print("  layout, warm: the same call again with the cache the cold run filled")
         for name, backend in runs:
             row = {}
             for layout in ("vectorized", "sequential"):
-                cmd = [sys.executable, __file__, "--worker", name, backend, layout]
-                cmd += ["--warmup", str(args.warmup), "--samples", str(args.samples)]
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-                lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-                if proc.returncode or not lines:
-                    raise RuntimeError(f"{name}/{backend}/{layout} failed:\n{proc.stderr[-2000:]}")
-                row[layout] = json.loads(lines[-1])
-            v, s = row["vectorized"], row["sequential"]
-            print(
-                f"  {name:7s} {backend:9s} CPU s {v['cpu_s']:6.1f} -> {s['cpu_s']:6.1f} "
-                f"(x{v['cpu_s'] / s['cpu_s']:.2f}); ESS {v['ess']:.0f} / {s['ess']:.0f}; "
-                f"steps {v['steps']:.1f} / {s['steps']:.1f}; gradient {v['gradient']} / "
-                f"{s['gradient']}; R-hat {v['rhat']:.3f} / {s['rhat']:.3f}",
-                flush=True,
-            )
+                with tempfile.TemporaryDirectory() as cache:
+                    env = dict(os.environ, BRAINMASS_COMPILATION_CACHE=cache)
+                    for state in ("cold", "warm"):
+                        cmd = [sys.executable, __file__, "--worker", name, backend, layout]
+                        cmd += ["--warmup", str(args.warmup), "--samples", str(args.samples)]
+                        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+                        if proc.returncode or not lines:
+                            raise RuntimeError(
+                                f"{name}/{backend}/{layout} failed:\n{proc.stderr[-2000:]}"
+                            )
+                        row[layout, state] = json.loads(lines[-1])
+            for state in ("cold", "warm"):
+                v, s = row["vectorized", state], row["sequential", state]
+                print(
+                    f"  {name:7s} {backend:9s} {state} CPU s {v['cpu_s']:6.1f} -> "
+                    f"{s['cpu_s']:6.1f} (x{v['cpu_s'] / s['cpu_s']:.2f}); ESS {v['ess']:.0f} / "
+                    f"{s['ess']:.0f}; steps {v['steps']:.1f} / {s['steps']:.1f}; gradient "
+                    f"{v['gradient']} / {s['gradient']}; R-hat {v['rhat']:.3f} / {s['rhat']:.3f}",
+                    flush=True,
+                )
     print(f"load average at end {os.getloadavg()}")
     return 0
 
