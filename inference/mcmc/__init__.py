@@ -6,7 +6,7 @@ adaptation (`numpyro.infer.hmc.hmc(algo="NUTS")`), BlackJAX with
 `window_adaptation` and `blackjax.nuts`. Chains run inside one compiled call,
 either side by side (`chain_method="vectorized"`: one `jax.vmap`, the accelerator
 default) or one after another (`"sequential"`: one `jax.lax.map`, the CPU default,
-where vmapped chains cost 1.3-2x more); NumPyro's `chain_method="parallel"`
+where vmapped chains cost 1.02-1.48x more); NumPyro's `chain_method="parallel"`
 fails with diffrax's checkpointed adjoint (diffrax issue #765). The data enter
 the compiled step as an argument, so one compilation serves every dataset of
 the same shape, and a batch of datasets (a cohort of subjects, `batch=True`)

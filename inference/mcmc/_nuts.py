@@ -114,17 +114,18 @@ def nuts(
       and no stored trajectory) or `"auto"` (default): with vectorized chains, forward
       up to 8 parameters where the model has a forward mode, reverse above (measured,
       4 chains vmapped: forward takes 0.4-0.6x the time of reverse at 1-7 parameters,
-      1.8x at 10); with sequential chains, reverse (one chain: forward takes 0.65-2.7x
-      the time of reverse at 1 parameter, 1.5-10x at 2-10; `benchmarks/chain_layout.py`).
+      1.8x at 10); with sequential chains, reverse (one chain: forward takes 0.6-3.2x
+      the time of reverse at 1 parameter, 1.25-10x at 2-10; `benchmarks/chain_layout.py`).
     - `chain_method`: how the chains run: `"vectorized"` (one `jax.vmap`: chains side
       by side, each draw as long as the longest chain's trajectory), `"sequential"`
       (one chain after another inside the same compiled call, each with its own
       trajectories) or `"auto"` (default): sequential on the CPU, vectorized on an
-      accelerator. Measured on the CPU (`benchmarks/chain_layout.py`): vmapped chains
-      cost 1.3-2x the CPU time of sequential ones end to end (4 chains; the DCM-ERP
-      source, the Jansen-Rit EEG case, a 68-region Hopf network), whose value and
-      gradient cost 2-22x one chain's when vmapped over 4. Either layout samples the
-      same posterior (not the same draws: float rounding differs).
+      accelerator. Measured on the CPU (`benchmarks/chain_layout.py`, 4 chains, whole
+      runs): vmapped chains cost 1.02-1.08x the CPU time of sequential ones on the
+      DCM-ERP source and a 68-region Hopf network, 1.16x (cold) to 1.48x (warm
+      compilation cache) on the Jansen-Rit EEG case, never less; one value and gradient
+      vmapped over 4 chains costs 2-25x one chain's. Either layout samples the same
+      posterior (not the same draws: float rounding differs).
     - `batch`: `data` holds several datasets on its first axis; they are
       sampled at once (one vmapped sampler) and a list of posteriors returned.
     - `chunk_size`: iterations per compiled chunk (progress, checkpoints).
@@ -386,9 +387,9 @@ def _gradient(gradient: str, ld, data, bmodel: Any = None, chain_method: str = "
     forward / reverse time): 4 chains vmapped, 0.40 at d = 1 and 0.84 at d = 2 (a
     linear network, 2,000 steps), 0.55-0.59 at d = 7 (the Jansen-Rit EEG case),
     1.83 at d = 10 (the DCM-ERP source); one chain (`benchmarks/chain_layout.py`),
-    0.65-2.7 at d = 1, 3.3 (JR), 1.5 (ERP) and 5-10 at d = 2-4 (Hopf networks of 4 and
-    68 regions): the d tangents are vmapped, and vmap is what makes reverse mode slow
-    over chains.
+    0.6-3.2 at d = 1, 3.6-10 at d = 2-4 (Hopf networks of 4 and 68 regions), 3.3 at
+    d = 7 (JR), 1.25 at d = 10 (ERP): the d tangents are vmapped, and vmap is what
+    makes reverse mode slow over chains.
     """
     if gradient not in ("auto", "forward", "reverse"):
         raise ValueError(f"gradient: expected 'auto', 'forward' or 'reverse', got {gradient!r}.")
@@ -426,10 +427,11 @@ def _chain_method(chain_method: str) -> str:
 
     "auto": sequential on the CPU, vectorized on an accelerator (where vmapped chains
     run side by side). Measured on the CPU (`benchmarks/chain_layout.py`):
-    one value and gradient of 4 chains vmapped costs 2-22x one chain's (a 4-region Hopf
-    network: 22x; the Jansen-Rit EEG case: 12x; the DCM-ERP source: 2x), and vmapped
-    chains also pay the longest trajectory of every draw and NUTS's vmapped tree
-    building; whole runs took 1.3-2x the CPU time of sequential ones.
+    one value and gradient of 4 chains vmapped costs 2-25x one chain's (a 4-region Hopf
+    network: 13-25x; the Jansen-Rit EEG case: 12x; a 68-region Hopf network: 5x; the
+    DCM-ERP source: 2x), and vmapped chains also pay the longest trajectory of every
+    draw; whole runs took 1.02-1.48x the CPU time of sequential ones, never less (the
+    multi-start MAP and compilation, shared by both layouts, dominate most runs).
     """
     if chain_method == "auto":
         return "sequential" if jax.default_backend() == "cpu" else "vectorized"
