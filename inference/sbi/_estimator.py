@@ -373,13 +373,15 @@ class AbstractFlowEstimator(eqx.Module):
         """`observed` with `brainmass.Recording`s turned into the simulator's signal.
 
         A recording becomes `rec.for_simulator(self.sim)` (period, channels and sample
-        times checked and aligned; its bare signal for an estimator without a
-        simulator); a list of recordings is stacked into a batch. Anything else is
+        times checked and aligned; its signal, checked for NaN and flat channels, for
+        an estimator without a simulator); a list of recordings is stacked into a batch. Anything else is
         returned unchanged.
         """
 
         def one(rec):
-            return np.asarray(rec.signal if self.sim is None else rec.for_simulator(self.sim))
+            if self.sim is None:  # nothing to align with: its signal, checked
+                return np.asarray(rec.check().signal)
+            return np.asarray(rec.for_simulator(self.sim))
 
         if isinstance(observed, bm.Recording):
             return one(observed)
