@@ -374,8 +374,8 @@ class AbstractFlowEstimator(eqx.Module):
 
         A recording becomes `rec.for_simulator(self.sim)` (period, channels and sample
         times checked and aligned; its signal, checked for NaN and flat channels, for
-        an estimator without a simulator); a list of recordings is stacked into a batch. Anything else is
-        returned unchanged.
+        an estimator without a simulator); a list of recordings is stacked into a
+        batch. Anything else is returned unchanged.
         """
 
         def one(rec):
