@@ -226,6 +226,22 @@ def test_inference_takes_a_recording_where_it_takes_an_array():
     with pytest.raises(ValueError, match="2 recordings given for one dataset"):
         bmodel.observed([rec, rec])
     assert bmodel.observed([rec, rec], batch=True).shape == (2, 10, 3)
+    # a cohort: one recording per subject, each aligned on its own
+    cohort = inf.CohortModel(
+        sim,
+        {"coupling.G": inf.Hierarchical(dist.Normal(-1.0, 0.5), dist.HalfNormal(0.5),
+                                        transform=dist.transforms.ExpTransform())},
+        inf.likelihoods.TimeSeries(sigma=0.05),
+        n_subjects=2,
+    )  # fmt: skip
+    other = Recording.from_array(2.0 * noisy, 2.0, LABELS, start=2.0)
+    np.testing.assert_array_equal(cohort.observed([rec, other]), np.stack([noisy, 2 * noisy]))
+    z = cohort.logdensity(np.stack([noisy, 2 * noisy])).init
+    assert float(cohort.logdensity([rec, other]).fn(z)) == pytest.approx(
+        float(cohort.logdensity(np.stack([noisy, 2 * noisy])).fn(z)), rel=1e-6
+    )
+    with pytest.raises(ValueError, match="one recording given where a dataset per subject"):
+        cohort.observed(rec)
 
 
 def test_the_fitter_aligns_a_recording_target_by_its_objective():
