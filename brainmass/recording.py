@@ -491,9 +491,9 @@ class Recording(eqx.Module):
             )
         if not times:
             return np.asarray(rec.signal)
-        wanted = np.asarray(sim.loop_time)[sim.transient_samples :]
-        if sim.records_initial:
-            wanted = np.concatenate([[0.0], wanted])
+        # the signal's sample times (`sim.time`: t = 0 first for `initial=True`; a
+        # transient, never beside `initial`, drops leading samples)
+        wanted = np.asarray(sim.time)[sim.transient_samples :]
         k = (wanted - self.start) / self.period
         idx = np.rint(k).astype(int)
         off = np.abs(k - idx) * self.period
